@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -10,7 +9,7 @@ import (
 )
 
 // ErrClosed is returned by a Batcher after Close.
-var ErrClosed = errors.New("batcher closed")
+var ErrClosed = &Error{"unavailable", "batcher closed"}
 
 // BatcherOptions tune a Batcher.
 type BatcherOptions struct {

@@ -17,17 +17,25 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 )
 
-// Sentinel errors. Backends wrap them with context; test with errors.Is.
+// Sentinel errors. Backends wrap them with context; test with errors.Is. Each has a Code, the
+// error-code convention the HTTP layer maps to statuses.
 var (
-	ErrNotFound    = errors.New("not found")
-	ErrConflict    = errors.New("conflict")
-	ErrInvalid     = errors.New("invalid request")
-	ErrUnavailable = errors.New("store unavailable")
+	ErrNotFound    = &Error{"not_found", "not found"}
+	ErrConflict    = &Error{"conflict", "conflict"}
+	ErrInvalid     = &Error{"invalid", "invalid request"}
+	ErrUnavailable = &Error{"unavailable", "store unavailable"}
 )
+
+// Error is a store error class.
+type Error struct{ code, msg string }
+
+func (e *Error) Error() string { return e.msg }
+
+// Code is the class: "not_found", "conflict", "invalid" or "unavailable".
+func (e *Error) Code() string { return e.code }
 
 // Page asks for one page of a list. A zero Limit means DefaultLimit; limits above MaxLimit are
 // lowered to MaxLimit.
