@@ -80,13 +80,27 @@ func NewBatcher(w SampleWriter, opts BatcherOptions) *Batcher {
 // Append adds s to the next write and waits until it is durable (or ctx ends; the sample is
 // then still written, but the caller must not acknowledge it).
 func (b *Batcher) Append(ctx context.Context, s Sample) error {
-	bt, err := b.add(s)
+	p, err := b.Add(s)
 	if err != nil {
 		return err
 	}
+	return p.Wait(ctx)
+}
+
+// Pending is a sample handed to the Batcher.
+type Pending batch
+
+// Add adds s to the next write; Wait on the result tells when it is durable.
+func (b *Batcher) Add(s Sample) (*Pending, error) {
+	bt, err := b.add(s)
+	return (*Pending)(bt), err
+}
+
+// Wait waits until the sample is durable, or ctx ends.
+func (p *Pending) Wait(ctx context.Context) error {
 	select {
-	case <-bt.done:
-		return bt.err
+	case <-p.done:
+		return p.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -1,0 +1,400 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/vigilhq/vigil/topics"
+)
+
+// access is the one mochi hook that decides who connects and what they may do. It is the only
+// hook providing OnConnectAuthenticate and OnACLCheck, so mochi's OR-combination of auth hooks
+// can never let anything through that it refuses.
+type access struct {
+	mqtt.HookBase
+	b        *Broker
+	sessions sync.Map // *mqtt.Client -> *session
+	closing  atomic.Bool
+	stop     chan struct{}
+}
+
+type kind uint8
+
+const (
+	kindDevice kind = iota + 1
+	kindBrowser
+)
+
+func (k kind) String() string {
+	if k == kindDevice {
+		return "device"
+	}
+	return "browser"
+}
+
+// session is what access knows about one authenticated connection.
+type session struct {
+	client    *mqtt.Client
+	kind      kind
+	hospital  string // device
+	device    string // device
+	principal Principal
+	timer     *time.Timer // browser: disconnects at token expiry
+	expired   atomic.Bool
+
+	// Token bucket for the device's publishes. Only the client's read goroutine touches it.
+	tokens float64
+	last   time.Time
+}
+
+func newAccess(b *Broker) *access {
+	return &access{b: b, stop: make(chan struct{})}
+}
+
+func (a *access) ID() string { return "vigil-access" }
+
+func (a *access) Provides(h byte) bool {
+	switch h {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped, mqtt.OnStopped:
+		return true
+	}
+	return false
+}
+
+func (a *access) session(cl *mqtt.Client) *session {
+	v, ok := a.sessions.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}
+
+func (a *access) sessionsOf(subject string) []*session {
+	var out []*session
+	a.sessions.Range(func(_, v any) bool {
+		s := v.(*session)
+		if s.kind == kindBrowser && s.principal.Subject == subject {
+			out = append(out, s)
+		}
+		return true
+	})
+	return out
+}
+
+// refuse counts and logs a refusal.
+func (a *access) refuse(cl *mqtt.Client, reason, topic string, extra ...any) {
+	a.b.stats.refused(reason)
+	args := append([]any{"client", cl.ID, "remote", cl.Net.Remote, "reason", reason}, extra...)
+	if topic != "" {
+		args = append(args, "topic", topic)
+	}
+	a.b.log.Warn("refused", args...)
+}
+
+// looksLikeJWT tells a token from a device secret: device secrets never contain dots.
+func looksLikeJWT(p []byte) bool { return bytes.Count(p, []byte{'.'}) == 2 }
+
+// OnConnectAuthenticate authenticates a device (client certificate or secret) or a browser
+// (JWT as the password).
+func (a *access) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if a.closing.Load() {
+		return false
+	}
+	user, pass := string(pk.Connect.Username), pk.Connect.Password
+
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 {
+			cn := st.VerifiedChains[0][0].Subject.CommonName
+			if cl.ID != cn || (user != "" && user != cn) {
+				a.refuse(cl, "client_id", "", "why", "client ID and username must equal the certificate CN", "cn", cn)
+				return false
+			}
+			h, _, known := a.b.opts.Devices.Device(cn)
+			if !known {
+				a.refuse(cl, "unknown_device", "", "cn", cn)
+				return false
+			}
+			return a.admitDevice(cl, h)
+		}
+	}
+
+	if looksLikeJWT(pass) {
+		p, err := a.b.opts.Tokens.VerifyToken(string(pass))
+		if err != nil {
+			a.refuse(cl, "token", "", "err", err)
+			return false
+		}
+		if _, _, isDevice := a.b.opts.Devices.Device(cl.ID); isDevice {
+			a.refuse(cl, "client_id", "", "why", "a browser may not use a device's client ID", "user", p.Subject)
+			return false
+		}
+		if old, ok := a.b.server.Clients.Get(cl.ID); ok && string(old.Properties.Username) != p.Subject {
+			a.refuse(cl, "client_id", "", "why", "client ID belongs to another user's session", "user", p.Subject)
+			return false
+		}
+		now := a.b.opts.Now()
+		if !p.Expires.After(now) {
+			a.refuse(cl, "token", "", "err", "expired")
+			return false
+		}
+		cl.Properties.Username = []byte(p.Subject)
+		s := &session{client: cl, kind: kindBrowser, principal: p}
+		s.timer = time.AfterFunc(p.Expires.Sub(now), func() { a.expire(s) })
+		a.sessions.Store(cl, s)
+		return true
+	}
+
+	if user == "" || user != cl.ID {
+		a.refuse(cl, "client_id", "", "why", "a device's username must equal its client ID", "user", user)
+		return false
+	}
+	if err := topics.ValidID("device", user); err != nil {
+		a.refuse(cl, "bad_credentials", "", "err", err)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := a.b.opts.Devices.AuthenticateDevice(ctx, user, pass)
+	if err != nil {
+		a.refuse(cl, "bad_credentials", "", "device", user, "err", err)
+		return false
+	}
+	return a.admitDevice(cl, h)
+}
+
+func (a *access) admitDevice(cl *mqtt.Client, hospital string) bool {
+	burst := float64(a.b.opts.DeviceBurst)
+	a.sessions.Store(cl, &session{client: cl, kind: kindDevice, hospital: hospital, device: cl.ID, tokens: burst, last: a.b.opts.Now()})
+	return true
+}
+
+// expire disconnects a browser whose token has expired.
+func (a *access) expire(s *session) {
+	if a.session(s.client) != s || s.expired.Swap(true) {
+		return
+	}
+	a.refuse(s.client, "token_expired", "", "user", s.principal.Subject)
+	_ = a.b.server.DisconnectClient(s.client, packets.ErrNotAuthorized)
+}
+
+func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	s := a.session(cl)
+	if s == nil {
+		return
+	}
+	switch s.kind {
+	case kindDevice:
+		a.b.stats.devices.Add(1)
+		if ev := a.b.opts.Events; ev != nil {
+			ev.DeviceConnected(s.hospital, s.device)
+		}
+	case kindBrowser:
+		a.b.stats.browsers.Add(1)
+	}
+}
+
+func (a *access) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	v, ok := a.sessions.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	s := v.(*session)
+	switch s.kind {
+	case kindDevice:
+		a.b.stats.devices.Add(-1)
+		if ev := a.b.opts.Events; ev != nil && !a.closing.Load() && !cl.IsTakenOver() {
+			ev.DeviceDisconnected(s.hospital, s.device, err == nil)
+		}
+	case kindBrowser:
+		a.b.stats.browsers.Add(-1)
+		s.timer.Stop()
+	}
+}
+
+// OnACLCheck decides every publish, every subscription filter and every delivery. Deny by
+// default.
+func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := a.session(cl)
+	if s == nil {
+		a.refuse(cl, "no_session", topic)
+		return false
+	}
+	switch s.kind {
+	case kindDevice:
+		if write {
+			t, err := topics.Parse(topic)
+			if err != nil || t.Kind != topics.KindVitals || t.Hospital != s.hospital {
+				a.refuse(cl, "publish_denied", topic, "why", "devices publish only vitals of their hospital")
+				return false
+			}
+			_, patient, ok := a.b.opts.Devices.Device(s.device)
+			if !ok || patient == "" || patient != t.Patient {
+				a.refuse(cl, "publish_denied", topic, "why", "not assigned to this patient", "assigned", patient)
+				return false
+			}
+			return true
+		}
+		if topics.Within(topic, topics.DeviceFilter(s.hospital, s.device)) {
+			return true
+		}
+		a.refuse(cl, "subscribe_denied", topic, "why", "devices read only their own device topics")
+		return false
+
+	case kindBrowser:
+		if write {
+			a.refuse(cl, "publish_denied", topic, "why", "browsers publish nothing")
+			return false
+		}
+		if !s.principal.Expires.After(a.b.opts.Now()) {
+			a.refuse(cl, "token_expired", topic)
+			go a.expire(s)
+			return false
+		}
+		if s.principal.Admin && topics.Within(topic, "$SYS/#") {
+			return true
+		}
+		if h, ok := topics.FilterHospital(topic); ok && s.principal.CanAccess(h) {
+			return true
+		}
+		a.refuse(cl, "subscribe_denied", topic, "why", "outside the user's hospitals", "user", s.principal.Subject)
+		return false
+	}
+	return false
+}
+
+// OnPublish rate-limits devices and hands vitals to the handler; it returns once the sample is
+// durable, so mochi's PUBACK that follows acknowledges a stored sample.
+func (a *access) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := a.session(cl)
+	if s == nil || s.kind != kindDevice {
+		return pk, packets.ErrRejectPacket // unreachable: the ACL refused it already
+	}
+	v5 := cl.Properties.ProtocolVersion == 5
+	acked := pk.FixedHeader.Qos > 0
+
+	if !s.allow(a.b.opts.Now(), a.b.opts.DeviceRate, float64(a.b.opts.DeviceBurst)) {
+		a.refuse(cl, "rate_limited", pk.TopicName)
+		if v5 && acked {
+			return pk, packets.ErrQuotaExceeded
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	h := a.b.opts.Vitals
+	if h == nil {
+		a.refuse(cl, "no_ingest", pk.TopicName)
+		return pk, packets.ErrRejectPacket
+	}
+	t, err := topics.Parse(pk.TopicName)
+	if err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	durable, err := h.HandleVitals(ctx, Vitals{Hospital: t.Hospital, Patient: t.Patient, Device: s.device,
+		Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Received: a.b.opts.Now()})
+	if err == nil && acked {
+		err = durable(ctx)
+	}
+	if err == nil {
+		a.b.stats.vitals.Add(1)
+		return pk, nil
+	}
+	if codeOf(err) == "invalid" {
+		// Refused for its content: the handler has told the device why. MQTT 5 devices get the
+		// reason code; MQTT 3 devices get their PUBACK (resending would not help), and the
+		// sample is not forwarded.
+		if v5 && acked {
+			return pk, packets.ErrPayloadFormatInvalid
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	a.b.stats.vitalsFailed.Add(1)
+	a.b.log.Error("vitals not stored", "device", s.device, "topic", pk.TopicName, "err", err)
+	if v5 && acked {
+		return pk, packets.ErrUnspecifiedError
+	}
+	return pk, packets.ErrRejectPacket // no PUBACK: the device resends after reconnecting
+}
+
+// allow takes a token from the device's bucket.
+func (s *session) allow(now time.Time, rate, burst float64) bool {
+	s.tokens = min(burst, s.tokens+now.Sub(s.last).Seconds()*rate)
+	s.last = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
+}
+
+// OnPublishDropped: the client's outgoing queue was full. Count, log, and disconnect it, so it
+// reconnects and catches up instead of silently missing messages.
+func (a *access) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	a.dropped(cl, "queue_full", pk.TopicName)
+}
+
+// OnQosDropped: an inflight QoS message was dropped.
+func (a *access) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	a.dropped(cl, "inflight_dropped", pk.TopicName)
+}
+
+func (a *access) dropped(cl *mqtt.Client, reason, topic string) {
+	a.b.stats.dropped(reason)
+	a.b.log.Warn("message dropped; disconnecting the subscriber so it catches up", "client", cl.ID, "topic", topic, "reason", reason)
+	cl.Stop(packets.ErrServerBusy)
+}
+
+// watch runs once a second: mochi drops QoS messages past a client's inflight limit without a
+// hook, so clients at the limit are found here and disconnected, and the drops are counted.
+func (a *access) watch() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var seen int64
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+		}
+		if n := atomic.LoadInt64(&a.b.server.Info.InflightDropped); n > seen {
+			a.b.stats.droppedN("inflight_full", n-seen)
+			seen = n
+		}
+		limit := int(a.b.opts.MaxInflight)
+		for _, cl := range a.b.server.Clients.GetAll() {
+			if !cl.Closed() && cl.State.Inflight.Len() >= limit {
+				a.b.log.Warn("subscriber at its inflight limit; disconnecting it so it catches up", "client", cl.ID, "inflight", cl.State.Inflight.Len())
+				cl.Stop(packets.ErrServerBusy)
+			}
+		}
+	}
+}
+
+func (a *access) OnStopped() {
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+}
+
+// codeOf returns the Code() of the first error in err's chain that has one.
+func codeOf(err error) string {
+	var c interface{ Code() string }
+	if errors.As(err, &c) {
+		return c.Code()
+	}
+	return ""
+}

@@ -1,0 +1,232 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vigilhq/vigil/news2"
+	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/topics"
+)
+
+// Alert actions, as published in patient_alert events and kept in an alert's history.
+const (
+	ActionRaised       = "raised"
+	ActionUpdated      = "updated"
+	ActionEscalated    = "escalated"
+	ActionAcknowledged = "acknowledged"
+	ActionResolved     = "resolved"
+)
+
+// SystemActor is the actor of changes Vigil makes by itself.
+const SystemActor = "vigil"
+
+// Error is an ingest error with a code the HTTP layer maps to a status.
+type Error struct{ code, msg string }
+
+func (e *Error) Error() string { return e.msg }
+
+// Code is "not_found", "conflict", "invalid" or "unavailable".
+func (e *Error) Code() string { return e.code }
+
+// ErrClosed is returned once the pipeline has stopped.
+var ErrClosed = &Error{"unavailable", "ingest pipeline stopped"}
+
+func conflict(format string, args ...any) error {
+	return &Error{"conflict", fmt.Sprintf(format, args...)}
+}
+
+func alertNotFound(h, id string) error {
+	return &Error{"not_found", fmt.Sprintf("alert %s not found in hospital %s", id, h)}
+}
+
+// reconcile brings the patient's alerts in line with the rules' verdicts at now: raise after
+// the condition delay, update on a worse reading, resolve after the clear delay (latched alerts
+// once acknowledged), escalate when unacknowledged past the timeout.
+func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk news2.Risk, verdicts map[string]verdict) {
+	ms := now.UnixMilli()
+	for _, kind := range Kinds {
+		v := verdicts[kind]
+		c := pt.cond(kind)
+		a := pt.open[kind]
+		if v.active {
+			if c.ClearSince != 0 {
+				c.ClearSince = 0
+				pt.dirty = true
+			}
+			if c.Since == 0 {
+				c.Since = ms
+				pt.dirty = true
+			}
+			if a == nil {
+				if c.Suppressed || ms-c.Since < v.delay.Milliseconds() {
+					continue
+				}
+				if w.raise(ctx, pt, kind, v, risk, now) {
+					c.Peak = v.worse
+				}
+				continue
+			}
+			raised := priorityRank(v.priority) > priorityRank(a.Priority)
+			if raised || (kind == KindNEWS2 && v.worse > c.Peak) {
+				if w.update(ctx, pt, a, v, risk, now, raised) {
+					c.Peak = max(c.Peak, v.worse)
+				}
+			}
+			continue
+		}
+		if c.Since != 0 || c.Suppressed {
+			c.Since, c.Suppressed = 0, false
+			pt.dirty = true
+		}
+		if a == nil {
+			continue
+		}
+		if c.ClearSince == 0 {
+			c.ClearSince = ms
+			pt.dirty = true
+		}
+		if ms-c.ClearSince < w.opts.ClearDelay.Milliseconds() {
+			continue
+		}
+		if a.Latched && a.State == store.StateActive {
+			continue // a latched alarm stays until someone acknowledges it
+		}
+		w.resolve(ctx, pt, a, SystemActor, "condition cleared", now)
+	}
+	for _, a := range pt.open {
+		if a.State == store.StateActive && a.EscalateAt != nil && !now.Before(*a.EscalateAt) {
+			w.escalate(ctx, pt, a, now)
+		}
+	}
+}
+
+func riskJSON(r news2.Risk) json.RawMessage { return r.AppendJSON(make([]byte, 0, 192)) }
+
+func at(t time.Time) *time.Time { t = store.Millis(t); return &t }
+
+func event(a *store.Alert, action, actor, note string, now time.Time) store.AlertEvent {
+	return store.AlertEvent{Version: a.Version, Action: action, Actor: actor, At: store.Millis(now), Note: note,
+		Priority: a.Priority, State: a.State, EscalationLevel: a.EscalationLevel, Message: a.Message}
+}
+
+func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict, risk news2.Risk, now time.Time) bool {
+	now = store.Millis(now)
+	a := &store.Alert{
+		ID: w.ids.next(now), Hospital: pt.h, Patient: pt.p, Kind: kind, Category: v.category,
+		Priority: v.priority, State: store.StateActive, Message: v.message,
+		RaisedAt: now, UpdatedAt: now, Risk: riskJSON(risk),
+		Latched:    v.priority == PriorityHigh, // IEC 60601-1-8: high-priority alarms latch
+		EscalateAt: at(now.Add(w.opts.escalateAfter(v.priority))),
+		Version:    1,
+	}
+	a.History = []store.AlertEvent{event(a, ActionRaised, SystemActor, "", now)}
+	if err := w.st.CreateAlert(ctx, *a); err != nil {
+		w.fail("raise", pt, kind, err)
+		return false
+	}
+	pt.open[kind] = a
+	w.m.alerts(ActionRaised)
+	w.publishAlert(ctx, a, ActionRaised)
+	return true
+}
+
+func (w *worker) update(ctx context.Context, pt *patient, a *store.Alert, v verdict, risk news2.Risk, now time.Time, raised bool) bool {
+	now = store.Millis(now)
+	b := *a
+	b.Message, b.UpdatedAt, b.Risk, b.Version = v.message, now, riskJSON(risk), a.Version+1
+	if raised {
+		b.Priority = v.priority
+		b.Latched = b.Latched || v.priority == PriorityHigh
+		if b.State == store.StateAcknowledged {
+			// A worse condition than the one acknowledged alarms again.
+			b.State, b.AckedBy, b.AckedAt = store.StateActive, "", nil
+		}
+		due := now.Add(w.opts.escalateAfter(b.Priority))
+		if b.State == store.StateActive && b.EscalationLevel < w.opts.MaxEscalation && (b.EscalateAt == nil || due.Before(*b.EscalateAt)) {
+			b.EscalateAt = at(due)
+		}
+	}
+	return w.commit(ctx, pt, a, &b, ActionUpdated, SystemActor, "", now, false)
+}
+
+func (w *worker) escalate(ctx context.Context, pt *patient, a *store.Alert, now time.Time) {
+	now = store.Millis(now)
+	b := *a
+	b.EscalationLevel, b.UpdatedAt, b.Version = a.EscalationLevel+1, now, a.Version+1
+	b.EscalateAt = nil
+	if b.EscalationLevel < w.opts.MaxEscalation {
+		b.EscalateAt = at(now.Add(w.opts.escalateAfter(b.Priority)))
+	}
+	w.commit(ctx, pt, a, &b, ActionEscalated, SystemActor, "", now, true)
+}
+
+func (w *worker) resolve(ctx context.Context, pt *patient, a *store.Alert, actor, note string, now time.Time) bool {
+	now = store.Millis(now)
+	b := *a
+	b.State, b.ResolvedBy, b.ResolvedAt, b.UpdatedAt, b.EscalateAt, b.Version = store.StateResolved, actor, at(now), now, nil, a.Version+1
+	return w.commit(ctx, pt, a, &b, ActionResolved, actor, note, now, false)
+}
+
+func (w *worker) acknowledge(ctx context.Context, pt *patient, a *store.Alert, actor, note string, now time.Time) bool {
+	now = store.Millis(now)
+	b := *a
+	b.State, b.AckedBy, b.AckedAt, b.UpdatedAt, b.EscalateAt, b.Version = store.StateAcknowledged, actor, at(now), now, nil, a.Version+1
+	return w.commit(ctx, pt, a, &b, ActionAcknowledged, actor, note, now, false)
+}
+
+// commit stores the change (durably, with its history event) and only then publishes it.
+func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, action, actor, note string, now time.Time, hospital bool) bool {
+	b.History = nil
+	if err := w.st.UpdateAlert(ctx, *b, event(b, action, actor, note, now)); err != nil {
+		w.fail(action, pt, b.Kind, err)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			w.reloadAlerts(ctx, pt) // someone else changed it: start again from the stored alert
+		}
+		return false
+	}
+	if b.State == store.StateResolved {
+		delete(pt.open, b.Kind)
+	} else {
+		pt.open[b.Kind] = b
+	}
+	*old = *b // callers holding the pointer see the new state
+	w.m.alerts(action)
+	w.publishAlert(ctx, b, action)
+	if hospital {
+		w.publishHospital(ctx, b, action)
+	}
+	return true
+}
+
+func (w *worker) fail(action string, pt *patient, kind string, err error) {
+	w.m.alertFailures.Add(1)
+	w.log.Error("alert change not stored; will retry", "action", action, "hospital", pt.h, "patient", pt.p, "kind", kind, "err", err)
+}
+
+func (w *worker) reloadAlerts(ctx context.Context, pt *patient) {
+	open, err := w.st.OpenAlerts(ctx, pt.h, pt.p)
+	if err != nil {
+		w.log.Error("reloading alerts failed", "hospital", pt.h, "patient", pt.p, "err", err)
+		return
+	}
+	pt.open = map[string]*store.Alert{}
+	for i := range open {
+		pt.open[open[i].Kind] = &open[i]
+	}
+}
+
+func (w *worker) publishAlert(ctx context.Context, a *store.Alert, action string) {
+	w.publishEnvelope(ctx, topics.PatientAlerts(a.Hospital, a.Patient), TypePatientAlert, a.Hospital, a.Patient, AlertEvent{Action: action, Alert: View(a)}, false)
+}
+
+func (w *worker) publishHospital(ctx context.Context, a *store.Alert, action string) {
+	w.publishEnvelope(ctx, topics.HospitalAlerts(a.Hospital), TypePatientAlert, a.Hospital, a.Patient, AlertEvent{Action: action, Alert: View(a)}, false)
+}
+
+func (w *worker) publishEnvelope(ctx context.Context, topic, typ, h, p string, data any, retain bool) {
+	w.pl.publishEnvelope(ctx, topic, typ, h, p, data, retain)
+}

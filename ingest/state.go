@@ -1,0 +1,218 @@
+package ingest
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/vigilhq/vigil/news2"
+	"github.com/vigilhq/vigil/store"
+)
+
+// Priorities (IEC 60601-1-8) and categories of alerts.
+const (
+	PriorityHigh   = "high"
+	PriorityMedium = "medium"
+	PriorityLow    = "low"
+
+	CategoryPhysiological = "physiological"
+	CategoryTechnical     = "technical"
+)
+
+func priorityRank(p string) int {
+	switch p {
+	case PriorityHigh:
+		return 3
+	case PriorityMedium:
+		return 2
+	case PriorityLow:
+		return 1
+	}
+	return 0
+}
+
+// param is the last value of one NEWS2 parameter and when it was measured (Unix ms; 0: never).
+type param struct {
+	V  float64 `json:"v"`
+	At int64   `json:"at"`
+}
+
+// condition tracks one alarm rule of a patient.
+type condition struct {
+	Since      int64   `json:"since,omitempty"`      // condition true since (Unix ms), 0 when false
+	ClearSince int64   `json:"clear_since,omitempty"` // condition false since, while an alert is open
+	Suppressed bool    `json:"suppressed,omitempty"`  // resolved by hand while true: not raised again until it clears
+	Peak       float64 `json:"peak,omitempty"`        // worst value the open alert has reported
+}
+
+// device is an assigned device as the patient's state sees it.
+type device struct {
+	Connected bool  `json:"connected"`
+	Unclean   bool  `json:"unclean,omitempty"` // dropped without DISCONNECT
+	LastSeen  int64 `json:"last_seen"`         // last sample, connect or assignment (Unix ms)
+}
+
+// patient is everything the pipeline keeps about one patient. Only its worker touches it.
+type patient struct {
+	h, p   string
+	scale  news2.Scale
+	limits Limits
+	delay  time.Duration // threshold condition delay
+
+	params      [news2.NumParams]param
+	conds       map[string]*condition
+	devices     map[string]*device
+	implausible []int64 // times of refused implausible samples, within the window
+
+	open map[string]*store.Alert // open alerts by kind
+
+	risk      news2.Risk // last published
+	published bool
+
+	dirty   bool
+	version int64 // stored state version (shared mode)
+	loaded  bool
+}
+
+func newPatient(h, p string) *patient {
+	return &patient{h: h, p: p, scale: news2.Scale1, conds: map[string]*condition{}, devices: map[string]*device{}, open: map[string]*store.Alert{}}
+}
+
+func (pt *patient) cond(kind string) *condition {
+	c := pt.conds[kind]
+	if c == nil {
+		c = &condition{}
+		pt.conds[kind] = c
+	}
+	return c
+}
+
+// configure applies the patient's record: SpO2 scale and alarm limits.
+func (pt *patient) configure(rec store.Patient, site Limits, delay time.Duration) {
+	pt.scale = news2.Scale1
+	if rec.SpO2Scale == 2 {
+		pt.scale = news2.Scale2
+	}
+	l := site
+	set := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&l.SpO2Low, rec.Limits.SpO2Low)
+	set(&l.HRLow, rec.Limits.HRLow)
+	set(&l.HRHigh, rec.Limits.HRHigh)
+	set(&l.RRLow, rec.Limits.RRLow)
+	set(&l.RRHigh, rec.Limits.RRHigh)
+	set(&l.SBPLow, rec.Limits.SBPLow)
+	set(&l.SBPHigh, rec.Limits.SBPHigh)
+	pt.limits = l
+	pt.delay = delay
+	if rec.Limits.DelaySeconds != nil {
+		pt.delay = time.Duration(*rec.Limits.DelaySeconds * float64(time.Second))
+	}
+}
+
+// merge takes a sample's measurements into the state: each parameter keeps its newest value, so
+// samples handled out of order (or by several processes) end in the same state.
+func (pt *patient) merge(v store.Vitals, at int64) bool {
+	changed := false
+	take := func(f store.Fields, p news2.Param, val float64) {
+		if v.Has&f != 0 && at >= pt.params[p].At {
+			pt.params[p] = param{V: val, At: at}
+			changed = true
+		}
+	}
+	take(store.FieldHR, news2.Pulse, v.HR)
+	take(store.FieldRR, news2.RespRate, v.RR)
+	take(store.FieldSpO2, news2.SpO2, v.SpO2)
+	take(store.FieldSBP, news2.SystolicBP, v.SBP)
+	take(store.FieldTemp, news2.Temperature, v.Temp)
+	o2 := 0.0
+	if v.O2 {
+		o2 = 1
+	}
+	take(store.FieldO2, news2.Oxygen, o2)
+	take(store.FieldACVPU, news2.Consciousness, float64(v.ACVPU))
+	if changed {
+		pt.dirty = true
+	}
+	return changed
+}
+
+// measured reports whether any parameter ever had a value.
+func (pt *patient) measured() bool {
+	for _, x := range pt.params {
+		if x.At != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// fresh returns the parameters whose values are fresh at now, for scoring.
+func (pt *patient) fresh(now int64, o *Options) news2.Vitals {
+	var v news2.Vitals
+	for p := news2.Param(0); p < news2.NumParams; p++ {
+		x := pt.params[p]
+		if x.At == 0 || now-x.At > o.Fresh[p].Milliseconds() {
+			continue
+		}
+		v.Present = v.Present.With(p)
+		switch p {
+		case news2.RespRate:
+			v.RespRate = x.V
+		case news2.SpO2:
+			v.SpO2 = x.V
+		case news2.Oxygen:
+			v.Oxygen = x.V != 0
+		case news2.SystolicBP:
+			v.SystolicBP = x.V
+		case news2.Pulse:
+			v.Pulse = x.V
+		case news2.Consciousness:
+			v.Consciousness = byte(x.V)
+		case news2.Temperature:
+			v.Temperature = x.V
+		}
+	}
+	return v
+}
+
+// stateDoc is the stored form of a patient's state (snapshots, and shared mode).
+type stateDoc struct {
+	Params      [news2.NumParams]param `json:"params"`
+	Conds       map[string]*condition  `json:"conds,omitempty"`
+	Devices     map[string]*device     `json:"devices,omitempty"`
+	Implausible []int64                `json:"implausible,omitempty"`
+	Risk        *news2.Risk            `json:"risk,omitempty"`
+	SavedAt     int64                  `json:"saved_at"`
+}
+
+func (pt *patient) encode(now int64) ([]byte, error) {
+	d := stateDoc{Params: pt.params, Conds: pt.conds, Devices: pt.devices, Implausible: pt.implausible, SavedAt: now}
+	if pt.published {
+		r := pt.risk
+		d.Risk = &r
+	}
+	return json.Marshal(d)
+}
+
+// decode restores a saved state; it returns when it was saved.
+func (pt *patient) decode(b []byte) (int64, error) {
+	var d stateDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		return 0, err
+	}
+	pt.params = d.Params
+	if d.Conds != nil {
+		pt.conds = d.Conds
+	}
+	if d.Devices != nil {
+		pt.devices = d.Devices
+	}
+	pt.implausible = d.Implausible
+	if d.Risk != nil {
+		pt.risk, pt.published = *d.Risk, true
+	}
+	return d.SavedAt, nil
+}

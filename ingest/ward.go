@@ -1,0 +1,228 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/topics"
+)
+
+// WardStore is what the ward keeps.
+type WardStore interface {
+	CreatePatient(ctx context.Context, p store.Patient) error
+	GetPatient(ctx context.Context, hospital, id string) (store.Patient, error)
+	UpdatePatient(ctx context.Context, p store.Patient) error
+	DeletePatient(ctx context.Context, hospital, id string) error
+	CreateTriageCase(ctx context.Context, c store.TriageCase) error
+	UpdateTriageCase(ctx context.Context, c store.TriageCase) error
+	GetTriageCase(ctx context.Context, hospital, id string) (store.TriageCase, error)
+	ListTriageCases(ctx context.Context, hospital string, pg store.Page) ([]store.TriageCase, string, error)
+	PutBed(ctx context.Context, b store.Bed) error
+	PutStaff(ctx context.Context, s store.StaffMember) error
+}
+
+// Detacher unassigns a discharged patient's devices.
+type Detacher interface {
+	UnassignPatient(ctx context.Context, hospital, patient string) error
+}
+
+// Ward runs the changes clinicians make besides alerts: admissions and discharges, triage,
+// beds, staff and broadcasts. Each change is stored first, then published.
+type Ward struct {
+	st  WardStore
+	pl  *Pipeline
+	det Detacher
+}
+
+// NewWard builds the ward on the pipeline (which publishes and keeps patient state).
+func NewWard(st WardStore, pl *Pipeline, det Detacher) *Ward { return &Ward{st: st, pl: pl, det: det} }
+
+func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
+
+// Admit stores a new patient and starts watching them.
+func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
+	now := w.now()
+	p.AdmittedAt, p.UpdatedAt = now, now
+	if p.SpO2Scale == 0 {
+		p.SpO2Scale = 1
+	}
+	if err := w.st.CreatePatient(ctx, p); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return store.Patient{}, conflict("patient %s is admitted already in hospital %s", p.ID, p.Hospital)
+		}
+		return store.Patient{}, err
+	}
+	if err := w.pl.PatientChanged(ctx, p); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// Update stores changes of a patient (apply edits a copy) and rescores with the new SpO2
+// scale and limits.
+func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
+	p, err := w.st.GetPatient(ctx, h, id)
+	if err != nil {
+		return p, w.notFound(err, "patient", h, id)
+	}
+	apply(&p)
+	p.UpdatedAt = w.now()
+	if err := w.st.UpdatePatient(ctx, p); err != nil {
+		return p, w.notFound(err, "patient", h, id)
+	}
+	return p, w.pl.PatientChanged(ctx, p)
+}
+
+// Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices
+// and removes them.
+func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
+	if _, err := w.st.GetPatient(ctx, h, id); err != nil {
+		return w.notFound(err, "patient", h, id)
+	}
+	if err := w.pl.Discharge(ctx, h, id, actor); err != nil {
+		return err
+	}
+	if w.det != nil {
+		if err := w.det.UnassignPatient(ctx, h, id); err != nil {
+			return err
+		}
+	}
+	return w.notFound(w.st.DeletePatient(ctx, h, id), "patient", h, id)
+}
+
+func (w *Ward) notFound(err error, what, h, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &Error{"not_found", fmt.Sprintf("%s %s not found in hospital %s", what, id, h)}
+	}
+	return err
+}
+
+// Broadcast publishes a hospital_alert on hospital/{h}/alerts.
+func (w *Ward) Broadcast(ctx context.Context, h, priority, message, actor string) (string, time.Time) {
+	now := w.now()
+	id := w.pl.ids.next(now)
+	b, err := jsonEnvelope(Envelope{Type: TypeHospitalAlert, ID: id, TS: now, Hospital: h, Data: Broadcast{Priority: priority, Message: message, By: actor}})
+	if err == nil {
+		w.pl.publish(ctx, topics.HospitalAlerts(h), b, false)
+	}
+	w.pl.log.Info("broadcast", "hospital", h, "priority", priority, "by", actor, "id", id)
+	return id, now
+}
+
+// Triage statuses.
+const (
+	TriageWaiting      = "waiting"
+	TriageAssessment   = "in_assessment"
+	TriageAssigned     = "assigned"
+	TriageDone         = "done"
+	triageQueuePageMax = 1000
+)
+
+// CreateTriage opens a case (ID generated when empty) and publishes it and the queue.
+func (w *Ward) CreateTriage(ctx context.Context, c store.TriageCase) (store.TriageCase, error) {
+	now := w.now()
+	if c.ID == "" {
+		c.ID = "t-" + w.pl.ids.next(now)
+	}
+	c.Status, c.CreatedAt, c.UpdatedAt, c.Version = TriageWaiting, now, now, 1
+	if err := w.st.CreateTriageCase(ctx, c); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return c, conflict("triage case %s exists", c.ID)
+		}
+		return c, err
+	}
+	w.publishTriage(ctx, c)
+	return c, nil
+}
+
+// UpdateTriage changes a case (apply edits a copy) with a version check, then publishes it and
+// the queue.
+func (w *Ward) UpdateTriage(ctx context.Context, h, id string, apply func(*store.TriageCase)) (store.TriageCase, error) {
+	for range maxRetries {
+		c, err := w.st.GetTriageCase(ctx, h, id)
+		if err != nil {
+			return c, w.notFound(err, "triage case", h, id)
+		}
+		apply(&c)
+		c.UpdatedAt, c.Version = w.now(), c.Version+1
+		err = w.st.UpdateTriageCase(ctx, c)
+		if errors.Is(err, store.ErrConflict) {
+			continue // changed meanwhile: apply to the new version
+		}
+		if err != nil {
+			return c, err
+		}
+		w.publishTriage(ctx, c)
+		return c, nil
+	}
+	return store.TriageCase{}, conflict("triage case %s keeps changing; try again", id)
+}
+
+// Queue returns the open cases of hospital h: most urgent level first, then oldest.
+func (w *Ward) Queue(ctx context.Context, h string) ([]store.TriageCase, error) {
+	var all []store.TriageCase
+	cursor := ""
+	for {
+		xs, next, err := w.st.ListTriageCases(ctx, h, store.Page{Limit: triageQueuePageMax, Cursor: cursor})
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range xs {
+			if c.Status != TriageDone {
+				all = append(all, c)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	slices.SortStableFunc(all, func(a, b store.TriageCase) int {
+		return cmp.Or(cmp.Compare(a.Level, b.Level), a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return all, nil
+}
+
+// QueueSnapshot is the data of triage_updated on the queue topic.
+type QueueSnapshot struct {
+	Queue []store.TriageCase `json:"queue"`
+}
+
+func (w *Ward) publishTriage(ctx context.Context, c store.TriageCase) {
+	w.pl.publishEnvelope(ctx, topics.TriageCase(c.Hospital, c.ID), TypeTriageUpdated, c.Hospital, c.Patient, c, true)
+	q, err := w.Queue(ctx, c.Hospital)
+	if err != nil {
+		w.pl.log.Warn("triage queue snapshot failed", "hospital", c.Hospital, "err", err)
+		return
+	}
+	if q == nil {
+		q = []store.TriageCase{}
+	}
+	w.pl.publishEnvelope(ctx, topics.TriageQueue(c.Hospital), TypeTriageUpdated, c.Hospital, "", QueueSnapshot{Queue: q}, true)
+}
+
+// PutBed stores a bed's status and publishes bed_status_changed (retained).
+func (w *Ward) PutBed(ctx context.Context, b store.Bed) (store.Bed, error) {
+	b.UpdatedAt = w.now()
+	if err := w.st.PutBed(ctx, b); err != nil {
+		return b, err
+	}
+	w.pl.publishEnvelope(ctx, topics.Bed(b.Hospital, b.ID), TypeBedChanged, b.Hospital, b.Patient, b, true)
+	return b, nil
+}
+
+// PutStaff stores a staff member's availability and publishes staff_availability_changed
+// (retained).
+func (w *Ward) PutStaff(ctx context.Context, s store.StaffMember) (store.StaffMember, error) {
+	s.UpdatedAt = w.now()
+	if err := w.st.PutStaff(ctx, s); err != nil {
+		return s, err
+	}
+	w.pl.publishEnvelope(ctx, topics.Staff(s.Hospital, s.ID), TypeStaffChanged, s.Hospital, "", s, true)
+	return s, nil
+}

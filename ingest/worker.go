@@ -1,0 +1,445 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/vigilhq/vigil/news2"
+	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/topics"
+)
+
+type jobKind uint8
+
+const (
+	jobSample jobKind = iota + 1
+	jobImplausible
+	jobAck
+	jobResolve
+	jobViews
+	jobView
+	jobPatient
+	jobDischarge
+	jobDevice
+)
+
+type devOp uint8
+
+const (
+	devAssigned devOp = iota + 1
+	devUnassigned
+	devConnected
+	devDropped // disconnected without DISCONNECT
+	devLeft    // disconnected cleanly
+)
+
+type job struct {
+	kind     jobKind
+	h, p     string
+	sample   store.Sample
+	received time.Time
+	device   string
+	devOp    devOp
+	alertID  string
+	actor    string
+	note     string
+	rec      store.Patient
+	reply    chan result
+}
+
+type result struct {
+	alert store.Alert
+	risk  news2.Risk
+	view  PatientView
+	views map[string]PatientView
+	err   error
+}
+
+// worker owns a share of the patients; only its goroutine touches them.
+type worker struct {
+	pl   *Pipeline
+	opts *Options
+	st   Store
+	ids  *idGen
+	m    *Metrics
+	log  *slog.Logger
+
+	in       chan job
+	patients map[key]*patient
+	verdicts map[string]verdict
+	buf      []byte
+}
+
+// maxRetries bounds how often a job is retried after a version conflict (shared mode).
+const maxRetries = 5
+
+func newWorker(pl *Pipeline, i int) *worker {
+	return &worker{pl: pl, opts: &pl.opts, st: pl.st, ids: &pl.ids, m: pl.m, log: pl.log.With("worker", i),
+		in: make(chan job, 4096), patients: map[key]*patient{}, verdicts: make(map[string]verdict, len(Kinds))}
+}
+
+func (w *worker) run() {
+	defer w.pl.wg.Done()
+	tick := time.NewTicker(w.opts.Tick)
+	defer tick.Stop()
+	snap := time.NewTicker(w.opts.SnapshotEvery)
+	defer snap.Stop()
+	for {
+		select {
+		case j := <-w.in:
+			w.handle(j)
+		case <-tick.C:
+			w.tick()
+		case <-snap.C:
+			w.snapshot()
+		case <-w.pl.stop:
+			for {
+				select {
+				case j := <-w.in:
+					w.handle(j)
+				default:
+					w.snapshot()
+					return
+				}
+			}
+		}
+	}
+}
+
+// load restores a patient at start: saved state, samples since it was saved, open alerts.
+func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert) error {
+	pt := newPatient(rec.Hospital, rec.ID)
+	pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
+	now := w.opts.Now()
+	from := now.Add(-12 * time.Hour)
+	st, err := w.st.GetPatientState(ctx, rec.Hospital, rec.ID)
+	switch {
+	case err == nil:
+		saved, derr := pt.decode(st.Data)
+		if derr != nil {
+			w.log.Warn("saved patient state unreadable; rebuilding from samples", "hospital", rec.Hospital, "patient", rec.ID, "err", derr)
+		} else {
+			pt.version = st.Version
+			from = time.UnixMilli(saved).Add(-time.Second)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if err := w.replay(ctx, pt, from); err != nil {
+		return err
+	}
+	for id, d := range pt.devices {
+		if w.opts.Shared {
+			continue
+		}
+		// Connections did not survive the restart; give devices the offline delay to come back.
+		pt.devices[id] = &device{LastSeen: max(d.LastSeen, now.UnixMilli())}
+	}
+	for i := range open {
+		pt.open[open[i].Kind] = &open[i]
+	}
+	pt.published = false // republish the risk on the first evaluation
+	pt.loaded = true
+	w.patients[key{rec.Hospital, rec.ID}] = pt
+	return nil
+}
+
+func (w *worker) replay(ctx context.Context, pt *patient, from time.Time) error {
+	q := store.SampleQuery{Hospital: pt.h, Patient: pt.p, From: from}
+	cursor := ""
+	for {
+		samples, next, err := w.st.ListSamples(ctx, q, store.Page{Limit: store.MaxLimit, Cursor: cursor})
+		if err != nil {
+			return err
+		}
+		for _, s := range samples {
+			pt.merge(s.Vitals, s.Time.UnixMilli())
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+func (w *worker) handle(j job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var r result
+	switch j.kind {
+	case jobViews:
+		r.views = map[string]PatientView{}
+		for k, pt := range w.patients {
+			if k.h == j.h {
+				r.views[k.p] = pt.view()
+			}
+		}
+	case jobView:
+		if pt := w.patients[key{j.h, j.p}]; pt != nil {
+			r.view = pt.view()
+		} else {
+			r.err = &Error{"not_found", "patient " + j.p + " not found in hospital " + j.h}
+		}
+	default:
+		for attempt := 0; ; attempt++ {
+			r = w.apply(ctx, j)
+			if !errors.Is(r.err, store.ErrConflict) || !w.opts.Shared || attempt == maxRetries {
+				break
+			}
+		}
+	}
+	if j.reply != nil {
+		j.reply <- r
+	}
+}
+
+// apply runs one job against its patient. In shared mode the patient's state is reloaded first
+// and saved after with a version check (ErrConflict: retry).
+func (w *worker) apply(ctx context.Context, j job) result {
+	k := key{j.h, j.p}
+	pt := w.patients[k]
+	if j.kind == jobPatient && pt == nil {
+		pt = newPatient(j.h, j.p)
+		pt.loaded = true
+		w.patients[k] = pt
+	}
+	if pt == nil {
+		if j.kind == jobAck || j.kind == jobResolve {
+			return result{err: alertNotFound(j.h, j.alertID)}
+		}
+		return result{} // not admitted here (discharged meanwhile)
+	}
+	if w.opts.Shared {
+		if err := w.refresh(ctx, pt); err != nil {
+			return result{err: err}
+		}
+	}
+	now := w.opts.Now()
+	ms := now.UnixMilli()
+	var r result
+	switch j.kind {
+	case jobSample:
+		pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli())
+		if d := pt.devices[j.sample.Device]; d != nil {
+			d.Connected, d.Unclean, d.LastSeen = true, false, ms
+		}
+		w.m.processed.Add(1)
+	case jobImplausible:
+		pt.implausible = append(pt.implausible, ms)
+		if len(pt.implausible) > 100 {
+			pt.implausible = pt.implausible[len(pt.implausible)-100:]
+		}
+		pt.dirty = true
+	case jobDevice:
+		w.device(pt, j.device, j.devOp, ms)
+	case jobPatient:
+		pt.configure(j.rec, w.opts.Limits, w.opts.ConditionDelay)
+	case jobAck, jobResolve:
+		a, err := w.command(ctx, pt, j, now)
+		if err != nil {
+			return result{err: err}
+		}
+		r.alert = a
+	case jobDischarge:
+		for _, a := range pt.open {
+			w.resolve(ctx, pt, a, j.actor, "patient discharged", now)
+		}
+		if err := w.st.DeletePatientState(ctx, pt.h, pt.p); err != nil {
+			w.log.Warn("deleting patient state failed", "hospital", pt.h, "patient", pt.p, "err", err)
+		}
+		w.pl.publish(ctx, topics.Risk(pt.h, pt.p), nil, true) // an empty retained message deletes it
+		delete(w.patients, k)
+		return result{}
+	}
+	r.risk = w.evaluate(ctx, pt, now)
+	if w.opts.Shared {
+		if err := w.save(ctx, pt, ms); err != nil {
+			return result{err: err}
+		}
+	}
+	return r
+}
+
+func (w *worker) device(pt *patient, id string, op devOp, ms int64) {
+	d := pt.devices[id]
+	switch op {
+	case devAssigned:
+		pt.devices[id] = &device{LastSeen: ms}
+	case devUnassigned:
+		delete(pt.devices, id)
+	case devConnected:
+		if d != nil {
+			d.Connected, d.Unclean, d.LastSeen = true, false, ms
+		}
+	case devDropped:
+		if d != nil {
+			d.Connected, d.Unclean = false, true
+		}
+	case devLeft:
+		if d != nil {
+			d.Connected, d.Unclean = false, false
+		}
+	}
+	pt.dirty = true
+}
+
+// command acknowledges or resolves one of the patient's alerts.
+func (w *worker) command(ctx context.Context, pt *patient, j job, now time.Time) (store.Alert, error) {
+	a := pt.alertByID(j.alertID)
+	if a == nil {
+		w.reloadAlerts(ctx, pt)
+		a = pt.alertByID(j.alertID)
+	}
+	if a == nil {
+		stored, err := w.st.GetAlert(ctx, pt.h, j.alertID)
+		if err != nil {
+			return store.Alert{}, alertNotFound(pt.h, j.alertID)
+		}
+		return stored, conflict("alert %s is %s already", j.alertID, stored.State)
+	}
+	switch j.kind {
+	case jobAck:
+		if a.State != store.StateActive {
+			return *a, conflict("alert %s is %s already", a.ID, a.State)
+		}
+		if !w.acknowledge(ctx, pt, a, j.actor, j.note, now) {
+			return store.Alert{}, &Error{"unavailable", "the acknowledgement could not be stored; try again"}
+		}
+	case jobResolve:
+		kind := a.Kind
+		if !w.resolve(ctx, pt, a, j.actor, j.note, now) {
+			return store.Alert{}, &Error{"unavailable", "the resolution could not be stored; try again"}
+		}
+		if c := pt.conds[kind]; c != nil && c.Since != 0 {
+			c.Suppressed = true // not raised again until the condition has cleared once
+		}
+	}
+	return w.st.GetAlert(ctx, pt.h, a.ID)
+}
+
+func (pt *patient) alertByID(id string) *store.Alert {
+	for _, a := range pt.open {
+		if a.ID == id {
+			return a
+		}
+	}
+	return nil
+}
+
+func (pt *patient) view() PatientView {
+	v := PatientView{Risk: pt.risk, HasRisk: pt.published, OpenAlerts: len(pt.open)}
+	for i, x := range pt.params {
+		if x.At != 0 {
+			v.Last[i].Value, v.Last[i].At = x.V, time.UnixMilli(x.At).UTC()
+		}
+	}
+	return v
+}
+
+// evaluate scores the patient at now, publishes the risk when any part of it changed, and
+// reconciles the alerts.
+func (w *worker) evaluate(ctx context.Context, pt *patient, now time.Time) news2.Risk {
+	ms := now.UnixMilli()
+	fresh := pt.fresh(ms, w.opts)
+	risk := news2.Score(fresh, pt.scale)
+	// A patient never measured has no risk yet (null, not a reassuring 0); once measured, a risk
+	// whose values have all gone stale is still published, with every parameter missing.
+	if pt.measured() && (!pt.published || risk != pt.risk) {
+		w.buf = appendRiskEvent(w.buf[:0], w.ids.next(now), now, pt.h, pt.p, risk)
+		w.pl.publish(ctx, topics.Risk(pt.h, pt.p), w.buf, true)
+		w.m.riskPublished.Add(1)
+		pt.risk, pt.published, pt.dirty = risk, true, true
+	}
+	clear(w.verdicts)
+	pt.evaluate(ms, risk, fresh, w.opts, w.verdicts)
+	w.reconcile(ctx, pt, now, risk, w.verdicts)
+	return risk
+}
+
+func (w *worker) tick() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := w.opts.Now()
+	for _, pt := range w.patients {
+		if w.opts.Shared {
+			if err := w.refresh(ctx, pt); err != nil {
+				continue
+			}
+			w.evaluate(ctx, pt, now)
+			_ = w.save(ctx, pt, now.UnixMilli())
+			continue
+		}
+		w.evaluate(ctx, pt, now)
+	}
+}
+
+// snapshot saves the state of changed patients, so a restart resumes from it.
+func (w *worker) snapshot() {
+	if w.opts.Shared {
+		return // saved on every change
+	}
+	now := w.opts.Now().UnixMilli()
+	var batch []store.PatientState
+	var saved []*patient
+	for _, pt := range w.patients {
+		if !pt.dirty {
+			continue
+		}
+		data, err := pt.encode(now)
+		if err != nil {
+			continue
+		}
+		batch = append(batch, store.PatientState{Hospital: pt.h, Patient: pt.p, Version: pt.version, Data: data, UpdatedAt: time.UnixMilli(now).UTC()})
+		saved = append(saved, pt)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.st.SavePatientStates(ctx, batch); err != nil {
+		w.log.Warn("saving patient state failed; will retry", "patients", len(batch), "err", err)
+		return
+	}
+	for _, pt := range saved {
+		pt.dirty = false
+	}
+}
+
+// refresh reloads a patient's state and open alerts from the store (shared mode).
+func (w *worker) refresh(ctx context.Context, pt *patient) error {
+	st, err := w.st.GetPatientState(ctx, pt.h, pt.p)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		pt.version = 0
+	case err != nil:
+		return err
+	default:
+		fresh := newPatient(pt.h, pt.p)
+		if _, err := fresh.decode(st.Data); err != nil {
+			return err
+		}
+		pt.params, pt.conds, pt.devices, pt.implausible = fresh.params, fresh.conds, fresh.devices, fresh.implausible
+		pt.risk, pt.published = fresh.risk, fresh.published
+		pt.version = st.Version
+	}
+	w.reloadAlerts(ctx, pt)
+	return nil
+}
+
+// save stores the patient's state with a version check (shared mode).
+func (w *worker) save(ctx context.Context, pt *patient, now int64) error {
+	data, err := pt.encode(now)
+	if err != nil {
+		return err
+	}
+	st := store.PatientState{Hospital: pt.h, Patient: pt.p, Version: pt.version + 1, Data: data, UpdatedAt: time.UnixMilli(now).UTC()}
+	if err := w.st.PutPatientState(ctx, st); err != nil {
+		return err
+	}
+	pt.version++
+	pt.dirty = false
+	return nil
+}
