@@ -74,7 +74,9 @@ func New(opts Options) *Server {
 	e.RedirectFixedPath = false
 	s := &Server{opts: opts, log: opts.Logger.With("component", "api"), engine: e}
 	e.Use(s.requestID, s.recover, s.accessLog, s.cors, s.limitBody)
-	e.NoRoute(func(c *gin.Context) { fail(c, errCode("not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path)) })
+	e.NoRoute(func(c *gin.Context) {
+		fail(c, errCode("not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
 	e.NoMethod(func(c *gin.Context) {
 		writeProblem(c, Problem{Type: problemBase + "method_not_allowed", Title: "Method Not Allowed", Status: http.StatusMethodNotAllowed,
 			Detail: c.Request.Method + " is not allowed on " + c.Request.URL.Path, RequestID: requestID(c)})

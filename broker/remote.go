@@ -83,8 +83,12 @@ func Dial(ctx context.Context, opts RemoteOptions) (*Remote, error) {
 		ConnectUsername:               opts.Username,
 		ConnectPassword:               []byte(opts.Password),
 		OnConnectionUp:                r.connectionUp,
-		OnConnectionDown:              func() bool { r.up.Store(false); r.log.Warn("external broker connection lost; reconnecting"); return true },
-		OnConnectError:                func(err error) { r.log.Warn("external broker connection failed; retrying", "err", err) },
+		OnConnectionDown: func() bool {
+			r.up.Store(false)
+			r.log.Warn("external broker connection lost; reconnecting")
+			return true
+		},
+		OnConnectError: func(err error) { r.log.Warn("external broker connection failed; retrying", "err", err) },
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   opts.ClientID,
 			EnableManualAcknowledgment: true,
