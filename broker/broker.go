@@ -194,7 +194,7 @@ func New(opts Options) (*Broker, error) {
 	server := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		InlineClient:             true,
-		Logger:                   log.With("part", "mochi"),
+		Logger:                   slog.New(mochiLog{log.With("part", "mochi").Handler()}),
 		ClientNetReadBufferSize:  1024,
 		ClientNetWriteBufferSize: 2048,
 		SysTopicResendInterval:   10,
@@ -306,3 +306,30 @@ func (b *Broker) Close() error {
 	})
 	return err
 }
+
+// mochiLog tames mochi's own logging: mochi logs a hook's refusal of a publish at error level
+// with the whole packet, payload included (vitals values must not reach the logs, and a device
+// over its rate limit would flood them). Such records go to debug, and packets are never logged.
+type mochiLog struct{ h slog.Handler }
+
+func (m mochiLog) Enabled(ctx context.Context, l slog.Level) bool { return m.h.Enabled(ctx, l) }
+
+func (m mochiLog) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	if r.Message == "publish packet error" {
+		out.Level = slog.LevelDebug
+		if !m.h.Enabled(ctx, out.Level) {
+			return nil
+		}
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "packet" && a.Key != "pk" {
+			out.AddAttrs(a)
+		}
+		return true
+	})
+	return m.h.Handle(ctx, out)
+}
+
+func (m mochiLog) WithAttrs(as []slog.Attr) slog.Handler { return mochiLog{m.h.WithAttrs(as)} }
+func (m mochiLog) WithGroup(name string) slog.Handler    { return mochiLog{m.h.WithGroup(name)} }

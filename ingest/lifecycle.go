@@ -195,9 +195,13 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 	}
 	*old = *b // callers holding the pointer see the new state
 	w.m.alerts(action)
-	w.publishAlert(ctx, b, action)
 	if hospital {
-		w.publishHospital(ctx, b, action)
+		// One event, on the patient's topic and on the hospital's (same ID, so clients that see
+		// both can tell it is one).
+		w.pl.publishEnvelopeTo(ctx, []string{topics.PatientAlerts(b.Hospital, b.Patient), topics.HospitalAlerts(b.Hospital)},
+			TypePatientAlert, b.Hospital, b.Patient, AlertEvent{Action: action, Alert: View(b)}, false)
+	} else {
+		w.publishAlert(ctx, b, action)
 	}
 	return true
 }
@@ -221,10 +225,6 @@ func (w *worker) reloadAlerts(ctx context.Context, pt *patient) {
 
 func (w *worker) publishAlert(ctx context.Context, a *store.Alert, action string) {
 	w.publishEnvelope(ctx, topics.PatientAlerts(a.Hospital, a.Patient), TypePatientAlert, a.Hospital, a.Patient, AlertEvent{Action: action, Alert: View(a)}, false)
-}
-
-func (w *worker) publishHospital(ctx context.Context, a *store.Alert, action string) {
-	w.publishEnvelope(ctx, topics.HospitalAlerts(a.Hospital), TypePatientAlert, a.Hospital, a.Patient, AlertEvent{Action: action, Alert: View(a)}, false)
 }
 
 func (w *worker) publishEnvelope(ctx context.Context, topic, typ, h, p string, data any, retain bool) {

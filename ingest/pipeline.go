@@ -429,13 +429,20 @@ func (p *Pipeline) Score(payload []byte) (news2.Risk, error) {
 }
 
 func (p *Pipeline) publishEnvelope(ctx context.Context, topic, typ, h, pt string, data any, retain bool) {
+	p.publishEnvelopeTo(ctx, []string{topic}, typ, h, pt, data, retain)
+}
+
+// publishEnvelopeTo publishes one event (one ID) on several topics.
+func (p *Pipeline) publishEnvelopeTo(ctx context.Context, topics []string, typ, h, pt string, data any, retain bool) {
 	now := p.opts.Now()
 	b, err := jsonEnvelope(Envelope{Type: typ, ID: p.ids.next(now), TS: store.Millis(now), Hospital: h, Patient: pt, Data: data})
 	if err != nil {
 		p.log.Error("encoding event failed", "type", typ, "err", err)
 		return
 	}
-	p.publish(ctx, topic, b, retain)
+	for _, t := range topics {
+		p.publish(ctx, t, b, retain)
+	}
 }
 
 func (p *Pipeline) publish(ctx context.Context, topic string, payload []byte, retain bool) {
