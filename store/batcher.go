@@ -18,6 +18,9 @@ type BatcherOptions struct {
 	// MaxPending is how many samples may wait for the writer before Append and Enqueue block
 	// (default 64 * MaxBatch): backpressure instead of unbounded memory.
 	MaxPending int
+	// Writers is how many batches may be written at once (default 1). One writer batches best:
+	// while its write syncs, the next batch fills; more writers take smaller batches.
+	Writers int
 	// Retry is the first wait after a failed write; it doubles up to 5 s (default 50 ms).
 	Retry  time.Duration
 	Logger *slog.Logger
@@ -36,10 +39,10 @@ type Batcher struct {
 
 	mu      sync.Mutex
 	space   *sync.Cond // signalled when pending drops below MaxPending
+	work    *sync.Cond // signalled when a batch is queued or the Batcher closes
 	queue   []*batch   // batches waiting for the writer, oldest first
 	pending int
 	closed  bool
-	kick    chan struct{}
 	done    chan struct{}
 	abort   chan struct{} // closed when Close gives up on a failing writer
 }
@@ -58,6 +61,9 @@ func NewBatcher(w SampleWriter, opts BatcherOptions) *Batcher {
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = 64 * opts.MaxBatch
 	}
+	if opts.Writers <= 0 {
+		opts.Writers = 1
+	}
 	if opts.Retry <= 0 {
 		opts.Retry = 50 * time.Millisecond
 	}
@@ -68,12 +74,23 @@ func NewBatcher(w SampleWriter, opts BatcherOptions) *Batcher {
 		w:     w,
 		opts:  opts,
 		log:   opts.Logger.With("component", "store.batcher"),
-		kick:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
 	}
 	b.space = sync.NewCond(&b.mu)
-	go b.run()
+	b.work = sync.NewCond(&b.mu)
+	var wg sync.WaitGroup
+	for range opts.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.run()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(b.done)
+	}()
 	return b
 }
 
@@ -130,25 +147,19 @@ func (b *Batcher) add(s Sample) (*batch, error) {
 	bt.samples = append(bt.samples, s)
 	b.pending++
 	b.mu.Unlock()
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
+	b.work.Signal()
 	return bt, nil
 }
 
 func (b *Batcher) run() {
-	defer close(b.done)
 	for {
 		b.mu.Lock()
+		for len(b.queue) == 0 && !b.closed {
+			b.work.Wait()
+		}
 		if len(b.queue) == 0 {
-			closed := b.closed
 			b.mu.Unlock()
-			if closed {
-				return
-			}
-			<-b.kick
-			continue
+			return // closed and drained
 		}
 		bt := b.queue[0]
 		b.queue = b.queue[1:]
@@ -194,11 +205,8 @@ func (b *Batcher) Close(ctx context.Context) error {
 	b.mu.Lock()
 	b.closed = true
 	b.space.Broadcast()
+	b.work.Broadcast()
 	b.mu.Unlock()
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
 	select {
 	case <-b.done:
 		return nil

@@ -35,3 +35,14 @@ func (f *factory) Reopen(t *testing.T, s store.Store) store.Store {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, &factory{dirs: map[store.Store]string{}})
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		db, err := embedded.Open(b.TempDir(), embedded.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return db
+	})
+}

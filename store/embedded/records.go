@@ -184,6 +184,9 @@ func (d *DB) ListAlerts(ctx context.Context, q store.AlertQuery, pg store.Page) 
 	if q.Hospital == "" {
 		return nil, "", fmt.Errorf("alerts query without hospital: %w", store.ErrInvalid)
 	}
+	if onlyOpen(q.States) {
+		return d.listOpenAlerts(q, pg)
+	}
 	prefix := hospitalPrefix("alert", q.Hospital)
 	var out []store.Alert
 	var next string
@@ -219,6 +222,66 @@ func (d *DB) ListAlerts(ctx context.Context, q store.AlertQuery, pg store.Page) 
 		return it.Error()
 	})
 	return out, next, err
+}
+
+// onlyOpen reports whether a state filter selects open alerts only, so the open-alert index
+// (usually a few keys) can be scanned instead of every alert.
+func onlyOpen(states []string) bool {
+	if len(states) == 0 {
+		return false
+	}
+	for _, s := range states {
+		if s == store.StateResolved {
+			return false
+		}
+	}
+	return true
+}
+
+// listOpenAlerts answers ListAlerts from the open-alert index, newest ID first.
+func (d *DB) listOpenAlerts(q store.AlertQuery, pg store.Page) ([]store.Alert, string, error) {
+	prefix := hospitalPrefix("aopen", q.Hospital)
+	var ids []string
+	err := d.use(func() error {
+		upper := prefixEnd([]byte(prefix))
+		if pg.Cursor != "" {
+			k, err := decodeCursor(pg.Cursor, hospitalPrefix("alert", q.Hospital))
+			if err != nil {
+				return err
+			}
+			upper = append([]byte(prefix+string(k[len(hospitalPrefix("alert", q.Hospital)):])), 0)
+		}
+		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.Last(); ok; ok = it.Prev() {
+			ids = append(ids, string(it.Key()[len(prefix):]))
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	var out []store.Alert
+	limit := pg.Size()
+	for _, id := range ids {
+		var a store.Alert
+		if err := d.get(alertKey(q.Hospital, id), &a); errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, "", err
+		}
+		if !matchAlert(&a, &q) {
+			continue
+		}
+		if len(out) == limit {
+			return out, encodeCursor([]byte(alertKey(q.Hospital, id))), nil
+		}
+		out = append(out, a)
+	}
+	return out, "", nil
 }
 
 func matchAlert(a *store.Alert, q *store.AlertQuery) bool {
