@@ -202,15 +202,21 @@ func (d *Decoded) get(f store.Fields) float64 {
 	return d.Temp
 }
 
-var measures = [...]struct {
-	field store.Fields
-	at    func(d *Decoded) *float64
-}{
-	fHR:   {store.FieldHR, func(d *Decoded) *float64 { return &d.HR }},
-	fRR:   {store.FieldRR, func(d *Decoded) *float64 { return &d.RR }},
-	fSpO2: {store.FieldSpO2, func(d *Decoded) *float64 { return &d.SpO2 }},
-	fSBP:  {store.FieldSBP, func(d *Decoded) *float64 { return &d.SBP }},
-	fTemp: {store.FieldTemp, func(d *Decoded) *float64 { return &d.Temp }},
+// set stores measurement f. A switch, not a table of accessor funcs: calls through func values
+// make d escape, and Decode would allocate it on every call.
+func (d *Decoded) set(f int, v float64) {
+	switch f {
+	case fHR:
+		d.HR, d.Has = v, d.Has|store.FieldHR
+	case fRR:
+		d.RR, d.Has = v, d.Has|store.FieldRR
+	case fSpO2:
+		d.SpO2, d.Has = v, d.Has|store.FieldSpO2
+	case fSBP:
+		d.SBP, d.Has = v, d.Has|store.FieldSBP
+	case fTemp:
+		d.Temp, d.Has = v, d.Has|store.FieldTemp
+	}
 }
 
 func (d *Decoded) value(s *scanner, f int, now time.Time) *FieldError {
@@ -236,9 +242,12 @@ func (d *Decoded) value(s *scanner, f int, now time.Time) *FieldError {
 		}
 		d.Time = t
 	case fSeq:
+		start := s.i
 		v, ok := s.number()
-		if !ok || v < 0 || v > 1<<53 || v != math.Trunc(v) {
-			return &FieldError{Key: name, Why: "must be a non-negative integer"}
+		// Digits only and below 2^53, so the float64 holds the integer exactly: 9007199254740993
+		// would silently become ...992, and 1.0 or 1e2 are not integers to encoding/json either.
+		if !ok || !digitsOnly(s.b[start:s.i]) || v >= 1<<53 {
+			return &FieldError{Key: name, Why: "must be a non-negative integer below 2^53"}
 		}
 		d.Seq = int64(v)
 	case fO2:
@@ -269,9 +278,7 @@ func (d *Decoded) value(s *scanner, f int, now time.Time) *FieldError {
 		if math.IsInf(v, 0) {
 			return &FieldError{Key: name, Why: "number out of range", Implausible: true}
 		}
-		m := measures[f]
-		*m.at(d) = v
-		d.Has |= m.field
+		d.set(f, v)
 	}
 	return nil
 }
@@ -371,6 +378,15 @@ func (s *scanner) number() (float64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+func digitsOnly(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 func (s *scanner) digits() int {

@@ -127,6 +127,9 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
+	if from.Before(rec.AdmittedAt) {
+		from = rec.AdmittedAt // an earlier admission's vitals are not this one's
+	}
 	if err := w.replay(ctx, pt, from); err != nil {
 		return err
 	}
@@ -138,7 +141,15 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		pt.devices[id] = &device{LastSeen: max(d.LastSeen, now.UnixMilli())}
 	}
 	for i := range open {
-		pt.open[open[i].Kind] = &open[i]
+		a := &open[i]
+		pt.open[a.Kind] = a
+		// The worst reading an open alert has reported, so a restart does not report it again
+		// as an update (the snapshot may be older than the alert's last change).
+		var r news2.Risk
+		if a.Kind == KindNEWS2 && r.UnmarshalJSON(a.Risk) == nil {
+			c := pt.cond(a.Kind)
+			c.Peak = max(c.Peak, float64(r.Score))
+		}
 	}
 	pt.published = false // republish the risk on the first evaluation
 	pt.loaded = true

@@ -1,0 +1,174 @@
+package ingest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/news2"
+	"github.com/vigilhq/vigil/store"
+)
+
+// TestRestart stops the pipeline and starts a new one on the same store directory: open alerts
+// keep their escalation timer, and parameter state comes back from the snapshot plus the samples
+// stored since.
+func TestRestart(t *testing.T) {
+	tests := []struct {
+		name  string
+		crash bool // the process died after the snapshot at 5 s: the sample at 10 s is only in the samples
+	}{
+		{"clean stop", false},
+		{"stopped after a snapshot", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.admit(pat, nil)
+			e.mustSubmit(pat, highSample) // 7, high
+			a := e.mustOpen(pat, KindNEWS2)
+			e.at(5 * time.Second)
+			e.snapshot()
+			snap, err := e.db.GetPatientState(e.ctx(), hosp, pat)
+			if err != nil {
+				t.Fatalf("GetPatientState after a snapshot: %v", err)
+			}
+			e.at(10 * time.Second)
+			e.mustSubmit(pat, `{"temp":39.5}`) // temp 1 -> 2: 8
+
+			e.at(20 * time.Second)
+			e.restart(func() {
+				if !tt.crash {
+					return
+				}
+				if err := e.db.SavePatientStates(e.ctx(), []store.PatientState{snap}); err != nil {
+					t.Fatalf("SavePatientStates: %v", err)
+				}
+			})
+
+			v, err := e.p.View(e.ctx(), hosp, pat)
+			if err != nil {
+				t.Fatalf("View after the restart: %v", err)
+			}
+			for _, want := range []struct {
+				p  news2.Param
+				v  float64
+				at time.Duration
+			}{{news2.Pulse, 115, 0}, {news2.RespRate, 24, 0}, {news2.SpO2, 92, 0}, {news2.Temperature, 39.5, 10 * time.Second}} {
+				if got := v.Last[want.p]; got.Value != want.v || !got.At.Equal(t0.Add(want.at)) {
+					t.Errorf("after the restart, %v = %v at %v; want %v at %v", want.p, got.Value, got.At, want.v, t0.Add(want.at))
+				}
+			}
+
+			e.tick()
+			evs := e.events()
+			risks := onTopic(evs, riskTopic)
+			if len(risks) != 1 || !risks[0].Retain {
+				t.Fatalf("first evaluation after the restart: %d risk events; want 1, retained", len(risks))
+			}
+			if r := risks[0].risk(t); r.Score != 8 || r.Level != news2.High {
+				t.Errorf("risk after the restart = %d (%v); want 8 (high)", r.Score, r.Level)
+			}
+			acts := alertActions(t, evs, alertsTopic)
+			for _, act := range acts {
+				if act == ActionRaised {
+					t.Errorf("alert events after the restart %v; want no new alert (the open one carries on)", acts)
+				}
+			}
+			// After a crash the snapshot predates the update at 10 s, so the worst score it holds
+			// for the alert is 7 and the same update (NEWS2 8) is stored and published again; only
+			// a clean stop is free of it.
+			if !tt.crash && len(acts) != 0 {
+				t.Errorf("alert events after a clean restart %v; want none", acts)
+			}
+			if got := e.mustOpen(pat, KindNEWS2); got.ID != a.ID || got.Priority != PriorityHigh {
+				t.Errorf("open NEWS2 alert after the restart %s (%s); want %s", got.ID, got.Priority, a.ID)
+			}
+
+			e.tickAt(time.Minute - time.Millisecond)
+			if evs := onTopic(e.events(), hospitalTopic); len(evs) != 0 {
+				t.Fatalf("escalated before its timer (60 s): %d events on %s", len(evs), hospitalTopic)
+			}
+			e.tickAt(time.Minute)
+			evs = e.events()
+			pe, he := onTopic(evs, alertsTopic), onTopic(evs, hospitalTopic)
+			if len(pe) != 1 || len(he) != 1 || pe[0].ID != he[0].ID {
+				t.Fatalf("at 60 s: %d events on %s, %d on %s; want the escalation on both", len(pe), alertsTopic, len(he), hospitalTopic)
+			}
+			if ae := he[0].alert(t); ae.Action != ActionEscalated || ae.Alert.EscalationLevel != 1 || ae.Alert.ID != a.ID {
+				t.Errorf("at 60 s: %s, level %d of %s; want escalated, level 1 of %s", ae.Action, ae.Alert.EscalationLevel, ae.Alert.ID, a.ID)
+			}
+			if n := len(e.alertsOf(pat, KindNEWS2)); n != 1 {
+				t.Errorf("%d NEWS2 alerts stored; want 1", n)
+			}
+		})
+	}
+}
+
+// TestSharedMode: two pipelines sharing one store and the patient's samples end where one
+// pipeline fed every sample ends.
+func TestSharedMode(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	nodes := []*node{e.node, e.start(e.opts)}
+	e.admit(pat, nil, nodes...)
+	ref := newEnv(t, nil)
+	ref.admit(pat, nil)
+
+	samples := []string{
+		`{"rr":22}`,                // 2
+		`{"spo2":93}`,              // 4
+		`{"hr":115}`,               // 6: medium, raised
+		`{"temp":38.5}`,            // 7: high, updated
+		`{"sbp":105}`,              // 8: updated
+		`{"o2":false,"acvpu":"A"}`, // 8, complete
+	}
+	var shared, alone []pubEvent
+	for i, s := range samples {
+		d := time.Duration(i) * 5 * time.Second
+		e.at(d)
+		ref.at(d)
+		nodes[i%2].mustSubmit(pat, s)
+		ref.mustSubmit(pat, s)
+		shared = append(shared, nodes[0].events()...)
+		shared = append(shared, nodes[1].events()...)
+		alone = append(alone, ref.events()...)
+	}
+
+	want, err := ref.p.View(ref.ctx(), hosp, pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.Risk.Score != 8 || !want.Risk.Complete() {
+		t.Fatalf("reference risk = %+v; want 8, complete", want.Risk)
+	}
+	for i, n := range nodes {
+		n.tick() // the other pipeline learns the last sample from the store
+		got, err := n.p.View(e.ctx(), hosp, pat)
+		if err != nil || got.Risk != want.Risk {
+			t.Errorf("pipeline %d risk = %+v, %v; want %+v", i, got.Risk, err, want.Risk)
+		}
+		shared = append(shared, n.events()...)
+	}
+
+	var sharedRisks, aloneRisks []news2.Risk
+	for _, ev := range onTopic(shared, riskTopic) {
+		sharedRisks = append(sharedRisks, ev.risk(t))
+	}
+	for _, ev := range onTopic(alone, riskTopic) {
+		aloneRisks = append(aloneRisks, ev.risk(t))
+	}
+	if fmt.Sprint(sharedRisks) != fmt.Sprint(aloneRisks) {
+		t.Errorf("shared pipelines published risks %v; want %v, as one pipeline does", sharedRisks, aloneRisks)
+	}
+	if got, want := alertActions(t, shared, alertsTopic), alertActions(t, alone, alertsTopic); fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprint(want) != "[raised updated updated]" {
+		t.Errorf("shared pipelines published alert actions %v; one pipeline %v; want [raised updated updated] from both", got, want)
+	}
+	alerts := e.alertsOf(pat, KindNEWS2)
+	if len(alerts) != 1 {
+		t.Fatalf("%d NEWS2 alerts stored by the shared pipelines; want 1", len(alerts))
+	}
+	refAlert := ref.mustOpen(pat, KindNEWS2)
+	if a := alerts[0]; a.Priority != refAlert.Priority || a.Message != refAlert.Message || a.State != store.StateActive {
+		t.Errorf("shared alert %s/%s %q; want %s/active %q", a.Priority, a.State, a.Message, refAlert.Priority, refAlert.Message)
+	}
+	checkHistory(t, alerts[0], step{ActionRaised, SystemActor, ""}, step{ActionUpdated, SystemActor, ""}, step{ActionUpdated, SystemActor, ""})
+}

@@ -1,0 +1,217 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilhq/vigil/store"
+)
+
+func TestDischarge(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); code(err) != "conflict" {
+		t.Errorf("Admit twice = %v; want a conflict", err)
+	}
+	e.mustSubmit(pat, `{"rr":24,"spo2":88,"hr":115,"temp":38.5}`) // NEWS2 8 and SpO2 below 90
+	e.tickAt(10 * time.Second)
+	news := e.mustOpen(pat, KindNEWS2)
+	spo2 := e.mustOpen(pat, KindSpO2Low)
+	e.snapshot()
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); err != nil {
+		t.Fatalf("GetPatientState before the discharge: %v", err)
+	}
+	e.events()
+
+	e.at(20 * time.Second)
+	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	for _, id := range []string{news.ID, spo2.ID} {
+		a := e.alert(id)
+		last := a.History[len(a.History)-1]
+		if a.State != store.StateResolved || a.ResolvedBy != "dr1" || last.Action != ActionResolved || last.Actor != "dr1" || last.Note != "patient discharged" {
+			t.Errorf("%s alert after the discharge: %s by %q, last %+v; want resolved by dr1, \"patient discharged\"", a.Kind, a.State, a.ResolvedBy, last)
+		}
+	}
+	evs := e.events()
+	if acts := alertActions(t, evs, alertsTopic); strings.Join(acts, ",") != "resolved,resolved" {
+		t.Errorf("alert events %v; want two resolved", acts)
+	}
+	risks := onTopic(evs, riskTopic)
+	if len(risks) != 1 || len(risks[0].Payload) != 0 || !risks[0].Retain {
+		t.Errorf("on %s: %d messages (%+v); want one empty retained message, deleting the retained risk", riskTopic, len(risks), risks)
+	}
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetPatientState after the discharge = %v; want not found", err)
+	}
+	if _, err := e.db.GetPatient(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetPatient after the discharge = %v; want not found", err)
+	}
+	if _, err := e.p.View(e.ctx(), hosp, pat); code(err) != "not_found" {
+		t.Errorf("View after the discharge = %v; want not_found", err)
+	}
+	var fe *FieldError
+	if err := e.submit(pat, lowSample); !errors.As(err, &fe) {
+		t.Errorf("Submit after the discharge = %v; want a refusal", err)
+	}
+	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); code(err) != "not_found" {
+		t.Errorf("Discharge twice = %v; want not_found", err)
+	}
+	e.node.close() // the last snapshot must not bring the state back
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetPatientState after stopping = %v; want not found", err)
+	}
+}
+
+func TestTriage(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	var generated string
+	create := func(id string, level int) func() (store.TriageCase, error) {
+		return func() (store.TriageCase, error) {
+			c, err := w.CreateTriage(e.ctx(), store.TriageCase{Hospital: hosp, ID: id, Level: level, Complaint: "complaint " + id})
+			if id == "" {
+				generated = c.ID
+			}
+			return c, err
+		}
+	}
+	update := func(id string, edit func(*store.TriageCase)) func() (store.TriageCase, error) {
+		return func() (store.TriageCase, error) { return w.UpdateTriage(e.ctx(), hosp, id, edit) }
+	}
+	tests := []struct {
+		name       string
+		do         func() (store.TriageCase, error)
+		wantStatus string
+		wantQueue  string // IDs in order; "gen" is the generated one
+	}{
+		{"first case", create("c1", 3), TriageWaiting, "c1"},
+		{"more urgent first", create("c2", 1), TriageWaiting, "c2,c1"},
+		{"same level: oldest first", create("c3", 3), TriageWaiting, "c2,c1,c3"},
+		{"between", create("c4", 2), TriageWaiting, "c2,c4,c1,c3"},
+		{"generated ID", create("", 5), TriageWaiting, "c2,c4,c1,c3,gen"},
+		{"done cases leave the queue", update("c4", func(c *store.TriageCase) { c.Status = TriageDone }), TriageDone, "c2,c1,c3,gen"},
+		{"raised level: created time orders within it", update("c1", func(c *store.TriageCase) { c.Level = 1; c.Status = TriageAssessment }), TriageAssessment, "c1,c2,c3,gen"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.at(time.Duration(i) * time.Second)
+			c, err := tt.do()
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if c.Status != tt.wantStatus {
+				t.Errorf("case %s status %q; want %q", c.ID, c.Status, tt.wantStatus)
+			}
+			evs := e.events()
+			if len(evs) != 2 {
+				t.Fatalf("%d events; want the case and the queue", len(evs))
+			}
+			ce, qe := evs[0], evs[1]
+			if ce.Topic != "hospital/h1/triage/case/"+c.ID || ce.Type != TypeTriageUpdated || !ce.Retain {
+				t.Errorf("case event %s on %s (retain %v); want triage_updated on hospital/h1/triage/case/%s, retained", ce.Type, ce.Topic, ce.Retain, c.ID)
+			}
+			var got store.TriageCase
+			if err := json.Unmarshal(ce.Data, &got); err != nil || got.ID != c.ID || got.Status != c.Status || got.Level != c.Level || got.Version != c.Version {
+				t.Errorf("case event data %s (%v); want case %+v", ce.Data, err, c)
+			}
+			if qe.Topic != "hospital/h1/triage/queue" || qe.Type != TypeTriageUpdated || !qe.Retain {
+				t.Errorf("queue event %s on %s (retain %v); want triage_updated on hospital/h1/triage/queue, retained", qe.Type, qe.Topic, qe.Retain)
+			}
+			var snap QueueSnapshot
+			if err := json.Unmarshal(qe.Data, &snap); err != nil {
+				t.Fatalf("queue event data %s: %v", qe.Data, err)
+			}
+			var ids []string
+			for _, q := range snap.Queue {
+				if q.ID == generated && generated != "" {
+					ids = append(ids, "gen")
+				} else {
+					ids = append(ids, q.ID)
+				}
+			}
+			if strings.Join(ids, ",") != tt.wantQueue {
+				t.Errorf("queue = %v; want %s", ids, tt.wantQueue)
+			}
+		})
+	}
+	if !strings.HasPrefix(generated, "t-") || len(generated) != 28 {
+		t.Errorf("generated triage ID %q; want t- and an event ID", generated)
+	}
+	if _, err := w.CreateTriage(e.ctx(), store.TriageCase{Hospital: hosp, ID: "c1", Level: 2}); code(err) != "conflict" {
+		t.Errorf("CreateTriage(c1) again = %v; want a conflict", err)
+	}
+	if _, err := w.UpdateTriage(e.ctx(), hosp, "c9", func(*store.TriageCase) {}); code(err) != "not_found" {
+		t.Errorf("UpdateTriage(c9) = %v; want not_found", err)
+	}
+	if c, err := e.db.GetTriageCase(e.ctx(), hosp, "c1"); err != nil || c.Level != 1 || c.Version != 2 {
+		t.Errorf("stored c1 = %+v, %v; want level 1, version 2", c, err)
+	}
+}
+
+func TestBedsStaffBroadcast(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	tests := []struct {
+		name    string
+		do      func() error
+		topic   string
+		typ     string
+		retain  bool
+		patient string
+		check   func(data json.RawMessage) bool
+	}{
+		{"bed", func() error {
+			_, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b1", Status: "occupied", Patient: pat})
+			return err
+		}, "hospital/h1/bed/b1", TypeBedChanged, true, pat, func(d json.RawMessage) bool {
+			var b store.Bed
+			return json.Unmarshal(d, &b) == nil && b.ID == "b1" && b.Status == "occupied" && b.Patient == pat
+		}},
+		{"staff", func() error {
+			_, err := w.PutStaff(e.ctx(), store.StaffMember{Hospital: hosp, ID: "s1", Name: "Sam", Role: "nurse", Available: true, OnShift: true})
+			return err
+		}, "hospital/h1/staff/s1", TypeStaffChanged, true, "", func(d json.RawMessage) bool {
+			var s store.StaffMember
+			return json.Unmarshal(d, &s) == nil && s.ID == "s1" && s.Available && s.OnShift && s.Role == "nurse"
+		}},
+		{"broadcast", func() error {
+			w.Broadcast(e.ctx(), hosp, PriorityHigh, "code blue, ward 3", "dr1")
+			return nil
+		}, hospitalTopic, TypeHospitalAlert, false, "", func(d json.RawMessage) bool {
+			var b Broadcast
+			return json.Unmarshal(d, &b) == nil && b.Priority == PriorityHigh && b.Message == "code blue, ward 3" && b.By == "dr1"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			evs := e.events()
+			if len(evs) != 1 {
+				t.Fatalf("%d events; want 1", len(evs))
+			}
+			ev := evs[0]
+			if ev.Topic != tt.topic || ev.Type != tt.typ || ev.Retain != tt.retain || ev.Hospital != hosp || ev.Patient != tt.patient {
+				t.Errorf("event %s on %s (retain %v, patient %q); want %s on %s (retain %v, patient %q)", ev.Type, ev.Topic, ev.Retain, ev.Patient, tt.typ, tt.topic, tt.retain, tt.patient)
+			}
+			if !tt.check(ev.Data) {
+				t.Errorf("event data %s; want what was stored", ev.Data)
+			}
+		})
+	}
+	if b, err := e.db.GetBed(e.ctx(), hosp, "b1"); err != nil || b.Status != "occupied" || !b.UpdatedAt.Equal(t0) {
+		t.Errorf("stored bed = %+v, %v; want occupied, updated at %v", b, err, t0)
+	}
+	if s, err := e.db.GetStaff(e.ctx(), hosp, "s1"); err != nil || !s.Available {
+		t.Errorf("stored staff = %+v, %v; want available", s, err)
+	}
+}
