@@ -64,7 +64,7 @@ func (s *Server) spec() map[string]any {
 			op["security"] = []any{map[string]any{"bearer": []string{}}}
 		}
 		if r.body != nil {
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+			op["requestBody"] = map[string]any{"required": !r.optional, "content": map[string]any{
 				"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(r.body), schemas)}}}
 		}
 		ok := map[string]any{"description": http.StatusText(r.status)}

@@ -37,7 +37,8 @@ type route struct {
 	method, path string // relative to /api/v1, Gin syntax
 	access       access
 	tag, summary string
-	body         any // request body type (nil: none)
+	body         any  // request body type (nil: none)
+	optional     bool // the body may be left out
 	resp         any // answer type (nil: none)
 	status       int // success status
 	query        []param
@@ -75,8 +76,8 @@ func (s *Server) table() []route {
 		{method: "GET", path: "/hospitals/:h/alerts", access: staff, tag: "alerts", summary: "List alerts, newest first", resp: list[Alert]{}, status: 200,
 			query: append([]param{{"state", "comma-separated: active, acknowledged, resolved"}, {"priority", "comma-separated: high, medium, low"}, {"patient", "patient ID"}, {"kind", "alarm kind"}, {"since", "RFC 3339: raised at or after"}}, pageParams...), handle: s.listAlerts},
 		{method: "GET", path: "/hospitals/:h/alerts/:id", access: staff, tag: "alerts", summary: "An alert and its history (audit trail)", resp: AlertDetail{}, status: 200, handle: s.getAlert},
-		{method: "POST", path: "/hospitals/:h/alerts/:id/ack", access: nurse, tag: "alerts", summary: "Acknowledge (409 unless active)", body: note{}, resp: Alert{}, status: 200, handle: s.ack},
-		{method: "POST", path: "/hospitals/:h/alerts/:id/resolve", access: nurse, tag: "alerts", summary: "Resolve (409 once resolved)", body: note{}, resp: Alert{}, status: 200, handle: s.resolve},
+		{method: "POST", path: "/hospitals/:h/alerts/:id/ack", access: nurse, tag: "alerts", summary: "Acknowledge (409 unless active)", body: note{}, optional: true, resp: Alert{}, status: 200, handle: s.ack},
+		{method: "POST", path: "/hospitals/:h/alerts/:id/resolve", access: nurse, tag: "alerts", summary: "Resolve (409 once resolved)", body: note{}, optional: true, resp: Alert{}, status: 200, handle: s.resolve},
 		{method: "POST", path: "/hospitals/:h/broadcasts", access: clinician, tag: "alerts", summary: "Send a hospital_alert", body: NewBroadcast{}, resp: Broadcast{}, status: 201, handle: s.broadcast},
 
 		{method: "POST", path: "/hospitals/:h/triage", access: nurse, tag: "triage", summary: "Open a triage case", body: NewTriage{}, resp: TriageCase{}, status: 201, handle: s.createTriage},
@@ -175,6 +176,18 @@ func page(c *gin.Context) (Page, error) {
 		return pg, errInvalid("cursor", "too long")
 	}
 	return pg, nil
+}
+
+// cursorError names the cursor when a list refuses it. Every other input of a list is checked
+// before the list is read, so an "invalid" error without a field, for a request with a cursor,
+// is the store refusing a cursor that is not one of this list's.
+func cursorError(err error, pg Page) error {
+	var coded interface{ Code() string }
+	var field interface{ Field() string }
+	if pg.Cursor != "" && errors.As(err, &coded) && coded.Code() == "invalid" && !errors.As(err, &field) {
+		return errInvalid("cursor", "not a cursor of this list: pass next_cursor of the previous page")
+	}
+	return err
 }
 
 func queryTime(c *gin.Context, name string) (time.Time, error) {
@@ -316,7 +329,7 @@ func (s *Server) listUsers(c *gin.Context) {
 	}
 	us, next, err := s.opts.Auth.ListUsers(c.Request.Context(), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(us, next))
@@ -365,7 +378,7 @@ func (s *Server) listDevices(c *gin.Context) {
 	}
 	ds, next, err := s.opts.Devices.List(c.Request.Context(), c.Param("h"), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(ds, next))
@@ -496,7 +509,7 @@ func (s *Server) listPatients(c *gin.Context) {
 	}
 	ps, next, err := s.opts.Patients.List(c.Request.Context(), c.Param("h"), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(ps, next))
@@ -548,6 +561,7 @@ func (s *Server) discharge(c *gin.Context) {
 // observation documents the body of POST /observations: a vitals sample.
 type observation struct {
 	TS    string   `json:"ts,omitempty"`
+	Seq   *int64   `json:"seq,omitempty"`
 	HR    *float64 `json:"hr,omitempty"`
 	RR    *float64 `json:"rr,omitempty"`
 	SpO2  *float64 `json:"spo2,omitempty"`
@@ -613,7 +627,7 @@ func (s *Server) vitals(c *gin.Context) {
 	}
 	xs, next, err := s.opts.Patients.Vitals(c.Request.Context(), c.Param("h"), c.Param("p"), from, to, pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(xs, next))
@@ -701,7 +715,7 @@ func (s *Server) listAlerts(c *gin.Context) {
 	}
 	as, next, err := s.opts.Alerts.List(c.Request.Context(), c.Param("h"), q, pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(as, next))
@@ -861,7 +875,7 @@ func (s *Server) listTriage(c *gin.Context) {
 	}
 	xs, next, err := s.opts.Ward.ListTriage(c.Request.Context(), c.Param("h"), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(xs, next))
@@ -900,7 +914,7 @@ func (s *Server) listBeds(c *gin.Context) {
 	}
 	xs, next, err := s.opts.Ward.ListBeds(c.Request.Context(), c.Param("h"), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(xs, next))
@@ -939,7 +953,7 @@ func (s *Server) listStaff(c *gin.Context) {
 	}
 	xs, next, err := s.opts.Ward.ListStaff(c.Request.Context(), c.Param("h"), pg)
 	if err != nil {
-		fail(c, err)
+		fail(c, cursorError(err, pg))
 		return
 	}
 	ok(c, http.StatusOK, listOf(xs, next))

@@ -72,6 +72,10 @@ func New(opts Options) *Server {
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
+	// Match routes on the raw path when it has escapes of its own, so an ID with an encoded slash
+	// (a%2Fb) reaches its route and is refused as an invalid ID (400 naming it) instead of
+	// missing every route (404).
+	e.UseRawPath = true
 	s := &Server{opts: opts, log: opts.Logger.With("component", "api"), engine: e}
 	e.Use(s.requestID, s.recover, s.accessLog, s.cors, s.limitBody)
 	e.NoRoute(func(c *gin.Context) {

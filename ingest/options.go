@@ -21,12 +21,14 @@ type Options struct {
 	EscalateHigh, EscalateMedium, EscalateLow time.Duration
 	MaxEscalation                             int
 
-	// ConditionDelay is how long a threshold condition must hold before it alarms (default 10 s).
-	// NEWS2Delay is the same for NEWS2 alerts (default 0: the score already aggregates).
+	// ConditionDelay is how long a threshold condition must hold before it alarms (default 10 s;
+	// negative: none). NEWS2Delay is the same for NEWS2 alerts (default none: the score already
+	// aggregates).
 	ConditionDelay time.Duration
 	NEWS2Delay     time.Duration
 	// ClearDelay is how long a condition must stay clear before its alert resolves by itself
-	// (default 30 s). Latched (high-priority) alerts resolve only once acknowledged.
+	// (default 30 s; negative: none). Latched (high-priority) alerts resolve only once
+	// acknowledged.
 	ClearDelay time.Duration
 
 	// DeviceOfflineAfter: an assigned device silent this long is offline (default 30 s); an
@@ -100,11 +102,19 @@ func (o *Options) defaults() {
 	if o.MaxEscalation <= 0 {
 		o.MaxEscalation = 3
 	}
-	def(&o.ConditionDelay, 10*time.Second)
+	orNone := func(d *time.Duration, v time.Duration) {
+		switch {
+		case *d == 0:
+			*d = v
+		case *d < 0:
+			*d = 0
+		}
+	}
+	orNone(&o.ConditionDelay, 10*time.Second)
+	orNone(&o.ClearDelay, 30*time.Second)
 	if o.NEWS2Delay < 0 {
 		o.NEWS2Delay = 0
 	}
-	def(&o.ClearDelay, 30*time.Second)
 	def(&o.DeviceOfflineAfter, 30*time.Second)
 	if o.ImplausibleCount <= 0 {
 		o.ImplausibleCount = 3

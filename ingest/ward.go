@@ -188,22 +188,41 @@ func (w *Ward) Queue(ctx context.Context, h string) ([]store.TriageCase, error) 
 	return all, nil
 }
 
+// TriageView is a triage case as clients see it (the REST answer's shape).
+type TriageView struct {
+	Hospital  string    `json:"hospital"`
+	ID        string    `json:"id"`
+	Level     int       `json:"level"`
+	Complaint string    `json:"complaint"`
+	Patient   string    `json:"patient,omitempty"`
+	Status    string    `json:"status"`
+	Assignee  string    `json:"assignee,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func triageView(c store.TriageCase) TriageView {
+	return TriageView{Hospital: c.Hospital, ID: c.ID, Level: c.Level, Complaint: c.Complaint, Patient: c.Patient,
+		Status: c.Status, Assignee: c.Assignee, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
 // QueueSnapshot is the data of triage_updated on the queue topic.
 type QueueSnapshot struct {
-	Queue []store.TriageCase `json:"queue"`
+	Queue []TriageView `json:"queue"`
 }
 
 func (w *Ward) publishTriage(ctx context.Context, c store.TriageCase) {
-	w.pl.publishEnvelope(ctx, topics.TriageCase(c.Hospital, c.ID), TypeTriageUpdated, c.Hospital, c.Patient, c, true)
+	w.pl.publishEnvelope(ctx, topics.TriageCase(c.Hospital, c.ID), TypeTriageUpdated, c.Hospital, c.Patient, triageView(c), true)
 	q, err := w.Queue(ctx, c.Hospital)
 	if err != nil {
 		w.pl.log.Warn("triage queue snapshot failed", "hospital", c.Hospital, "err", err)
 		return
 	}
-	if q == nil {
-		q = []store.TriageCase{}
+	snap := QueueSnapshot{Queue: make([]TriageView, len(q))}
+	for i, x := range q {
+		snap.Queue[i] = triageView(x)
 	}
-	w.pl.publishEnvelope(ctx, topics.TriageQueue(c.Hospital), TypeTriageUpdated, c.Hospital, "", QueueSnapshot{Queue: q}, true)
+	w.pl.publishEnvelope(ctx, topics.TriageQueue(c.Hospital), TypeTriageUpdated, c.Hospital, "", snap, true)
 }
 
 // PutBed stores a bed's status and publishes bed_status_changed (retained).

@@ -118,8 +118,8 @@ func TestTriage(t *testing.T) {
 			if ce.Topic != "hospital/h1/triage/case/"+c.ID || ce.Type != TypeTriageUpdated || !ce.Retain {
 				t.Errorf("case event %s on %s (retain %v); want triage_updated on hospital/h1/triage/case/%s, retained", ce.Type, ce.Topic, ce.Retain, c.ID)
 			}
-			var got store.TriageCase
-			if err := json.Unmarshal(ce.Data, &got); err != nil || got.ID != c.ID || got.Status != c.Status || got.Level != c.Level || got.Version != c.Version {
+			var got map[string]any
+			if err := json.Unmarshal(ce.Data, &got); err != nil || got["id"] != c.ID || got["status"] != c.Status || got["level"] != float64(c.Level) || got["version"] != nil {
 				t.Errorf("case event data %s (%v); want case %+v", ce.Data, err, c)
 			}
 			if qe.Topic != "hospital/h1/triage/queue" || qe.Type != TypeTriageUpdated || !qe.Retain {
