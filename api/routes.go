@@ -39,8 +39,8 @@ type route struct {
 	tag, summary string
 	body         any  // request body type (nil: none)
 	optional     bool // the body may be left out
-	resp         any // answer type (nil: none)
-	status       int // success status
+	resp         any  // answer type (nil: none)
+	status       int  // success status
 	query        []param
 	handle       gin.HandlerFunc
 }
