@@ -8,8 +8,9 @@
 //
 // Every asset is loaded into memory once, with its ETag and, when worth it, a gzip copy. All
 // responses carry a strict Content-Security-Policy (scripts, styles and images from our own
-// origin only; WebSocket connections for MQTT) and are revalidated on every load
-// (Cache-Control: no-cache with ETag), because our file names carry no content hash.
+// origin only; WebSocket connections for MQTT; blob: workers for MQTT.js's keepalive timer)
+// and are revalidated on every load (Cache-Control: no-cache with ETag), because our file
+// names carry no content hash.
 package web
 
 import (
@@ -36,8 +37,16 @@ var vendorFiles embed.FS
 
 // contentSecurityPolicy is sent with every response. No inline script or style, no external
 // origin: the page works the same on an isolated hospital network.
+//
+// worker-src allows blob: because MQTT.js runs its keepalive timer in a Web Worker it builds
+// from a blob URL: timers on the page itself are throttled to one wake-up a minute in a tab
+// hidden for a few minutes (Chrome's intensive throttling), which would miss the 30 s
+// keepalive and make the broker drop a dashboard left in a background tab. A blob: URL can
+// only be made by script already running in the page, which script-src 'self' keeps to our
+// own files, so this opens no way in for outside code.
 const contentSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; " +
-	"style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+	"style-src 'self'; script-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; " +
+	"form-action 'self'; object-src 'none'"
 
 // mqttScript is the vendored MQTT.js browser build, loaded by index.html as a classic script.
 const mqttScript = "mqtt.min.js"

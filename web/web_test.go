@@ -51,6 +51,7 @@ func checkSecurityHeaders(t *testing.T, res *http.Response) {
 		"img-src 'self' data:",
 		"style-src 'self'",
 		"script-src 'self'",
+		"worker-src 'self' blob:",
 		"frame-ancestors 'none'",
 	} {
 		if !strings.Contains(csp, want) {

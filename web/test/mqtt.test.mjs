@@ -108,3 +108,21 @@ test('Live without MQTT.js reports offline', () => {
   live.start();
   assert.deepEqual(states, ['offline']);
 });
+
+test('Live drops a connection the browser says has no network', () => {
+  const lib = fakeLib();
+  const live = new Live({ url: 'ws://x/mqtt', username: 'a', token: 't', hospital: 'h1', lib });
+  live.start();
+  const c = lib.client;
+  let destroyed = 0;
+  c.stream = { destroy: () => destroyed++ };
+  live.networkLost(); // not connected yet: nothing to drop
+  assert.equal(destroyed, 0);
+  c.connected = true;
+  c.emit('connect');
+  live.networkLost();
+  assert.equal(destroyed, 1, 'the socket is closed so MQTT.js reconnects (and the page resyncs)');
+  live.stop();
+  live.networkLost();
+  assert.equal(destroyed, 1, 'a stopped connection is left alone');
+});

@@ -254,3 +254,21 @@ test('resolved alerts are forgotten a while after they left the panel', () => {
   store.tick();
   assert.equal(store.alerts.has('a1'), false);
 });
+
+test('after a reconnect the listed vitals replace older ones even when the live risk is kept', () => {
+  const { store } = setup();
+  store.mergePatients([{ id: 'p1', last_vitals: { ts: iso(T0), hr: 72, rr: 16 } }], store.beginSync());
+  // Offline, the patient deteriorated. Back online: the retained risk comes at once, the missed
+  // samples never do; the REST list has the latest vitals.
+  const mark = store.beginSync();
+  store.handleMessage(topic('risk', 'p1'), env('risk_updated', 'e1', risk, { patient: 'p1' }), { retained: true });
+  store.mergePatients([{ id: 'p1', risk: null, last_vitals: { ts: iso(T0 + 60000), hr: 130, rr: 26 } }], mark);
+  const p = store.patients.get('p1');
+  assert.equal(p.risk.score, 7, 'the live risk is newer than the list');
+  assert.deepEqual(p.last_vitals, { ts: iso(T0 + 60000), hr: 130, rr: 26 }, 'the vitals beside it are the listed ones');
+  // A live sample newer than the list stays.
+  const mark2 = store.beginSync();
+  store.handleMessage(topic('vitals', 'p1'), JSON.stringify({ ts: iso(T0 + 70000), hr: 125 }));
+  store.mergePatients([{ id: 'p1', last_vitals: { ts: iso(T0 + 60000), hr: 130, rr: 26 } }], mark2);
+  assert.equal(store.patients.get('p1').last_vitals.hr, 125);
+});

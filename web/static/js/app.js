@@ -281,7 +281,10 @@ function buildUI() {
     setConn(connStatus);
     live?.retryNow();
   }, { signal });
-  window.addEventListener('offline', () => setConn(connStatus), { signal });
+  window.addEventListener('offline', () => {
+    live?.networkLost();
+    setConn(connStatus);
+  }, { signal });
   setConn(connStatus);
 }
 

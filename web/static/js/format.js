@@ -193,6 +193,13 @@ export function bedStatusLabel(status) {
   return BED_STATUS[status] ?? 'Unknown';
 }
 
+/** A bed as the ward shows it: "Bed 4", or the ID alone when it already says bed ("bed-04"). */
+export function bedLabel(bed) {
+  if (bed === undefined || bed === null || bed === '') return '';
+  const b = String(bed);
+  return /^bed(?![a-z])/i.test(b) ? b : `Bed ${b}`;
+}
+
 /** Patient display name: "Jane Doe" or the ID when the name is not known yet. */
 export function patientName(p) {
   if (!p) return '';

@@ -166,6 +166,22 @@ export class Live {
     }
   }
 
+  /**
+   * The browser reports it has no network: the connection cannot be alive, whatever the socket
+   * says (a dead link can take until the keepalive runs out, 45 s, to notice). Drop it now so
+   * the page shows it is offline and, once back, reconnects and catches up over REST instead of
+   * trusting a connection that may have lost messages.
+   */
+  networkLost() {
+    const c = this.client;
+    if (!c || this.stopped || !c.connected) return;
+    try {
+      c.stream?.destroy();
+    } catch {
+      // already closed: MQTT.js reconnects on its own
+    }
+  }
+
   stop() {
     this.stopped = true;
     const c = this.client;

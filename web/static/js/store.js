@@ -8,6 +8,7 @@ import {
   comparePatients,
   compareStaff,
   compareTriage,
+  bedLabel,
   bedStatusLabel,
   parseTime,
   patientName,
@@ -295,7 +296,8 @@ export class Store {
       devices: [],
       last_vitals: null,
       _seen: 0,
-      _live: 0,
+      _liveRisk: 0, // clock of the last live risk event
+      _liveVitals: 0, // clock of the last live vitals sample
       _stub: true,
     };
   }
@@ -309,7 +311,7 @@ export class Store {
       this.patients.set(p, pt);
     }
     pt.risk = normaliseRisk(risk);
-    pt._live = pt._seen = ++this.clock;
+    pt._liveRisk = pt._seen = ++this.clock;
     this.emit('patients');
     this.emit(`patient:${p}`);
     if (isNew) this.emit('unknown-patient', p);
@@ -339,7 +341,7 @@ export class Store {
         for (const k of VITAL_KEYS) if (k in s) lv[k] = s[k];
         lv.ts = s.ts;
         pt.last_vitals = lv;
-        pt._live = pt._seen = ++this.clock;
+        pt._liveVitals = pt._seen = ++this.clock;
         this.emit('patients');
         this.emit(`patient:${p}`);
       }
@@ -365,11 +367,21 @@ export class Store {
           last_vitals: item.last_vitals && typeof item.last_vitals === 'object' ? item.last_vitals : null,
           _stub: false,
         };
-        if (prev && prev._live > mark) {
-          // Live data arrived while the list was being fetched: it is newer.
+        // Live data that arrived while the list was being fetched is newer, but risk and vitals
+        // come on different topics and only the risk is retained: after a reconnect the risk
+        // is replayed at once while the samples that produced it were missed, so each is
+        // judged on its own (keeping the live risk must not keep stale vitals beside it).
+        if (prev && prev._liveRisk > mark) {
           rec.risk = prev.risk;
-          rec.last_vitals = prev.last_vitals;
-          rec._live = prev._live;
+          rec._liveRisk = prev._liveRisk;
+        }
+        if (prev?.last_vitals) {
+          const live = parseTime(prev.last_vitals.ts);
+          const listed = parseTime(rec.last_vitals?.ts);
+          if (Number.isFinite(live) && (!Number.isFinite(listed) || live > listed)) {
+            rec.last_vitals = prev.last_vitals;
+            rec._liveVitals = prev._liveVitals;
+          }
         }
         rec._seen = ++this.clock;
         this.patients.set(item.id, rec);
@@ -692,7 +704,7 @@ export class Store {
     if (!r) return false;
     if (live && r.prev && r.prev.status !== r.rec.status) {
       const who = r.rec.patient ? ` (${patientName(this.patients.get(r.rec.patient)) || r.rec.patient})` : '';
-      this.addEvent('bed', `Bed ${r.rec.id}: ${bedStatusLabel(r.rec.status)}${who}`);
+      this.addEvent('bed', `${bedLabel(r.rec.id)}: ${bedStatusLabel(r.rec.status)}${who}`);
     }
     return true;
   }

@@ -2,15 +2,19 @@
 // make escalations and hospital broadcasts stand out.
 
 import { h, reconcile, replace, setAttr, setText } from '../dom.js';
-import { clockTime, parseTime, patientName, priorityLabel, relTime } from '../format.js';
+import { bedLabel, clockTime, parseTime, patientName, priorityLabel, relTime } from '../format.js';
+import { icon } from '../icons.js';
 
-const SOURCE_ICON = { bed: '🛏', staff: '👤', triage: '🚑' };
+const SOURCE_ICON = { bed: 'bed', staff: 'person', triage: 'triage' };
+
+/** Escalation banners shown before the rest fold into "N more". */
+const BANNERS_SHOWN = 3;
 
 export function patientLabel(store, id) {
   if (!id) return '';
   const p = store.patients.get(id);
   if (!p) return id;
-  return p.bed ? `Bed ${p.bed} · ${patientName(p)}` : patientName(p);
+  return p.bed ? `${bedLabel(p.bed)} · ${patientName(p)}` : patientName(p);
 }
 
 function stateText(a) {
@@ -26,34 +30,37 @@ function stateText(a) {
  */
 export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor, onOpenChange, signal }) {
   const list = h('ul', { class: 'panel-list', testid: 'alert-list' });
-  const empty = h('p', { class: 'empty', testid: 'alert-empty' }, 'No alerts.');
+  const empty = h('p', { class: 'empty panel-empty', testid: 'alert-empty' }, 'No alerts.');
   const notice = h('p', { class: 'panel-notice', role: 'status' });
   const heading = h('h2', { id: 'alert-panel-title', tabindex: '-1' }, 'Alerts');
+  const count = h('span', { class: 'panel-count', testid: 'alert-panel-count' });
   const panel = h(
     'div',
     { id: 'alert-panel', class: 'alert-panel', role: 'dialog', 'aria-labelledby': 'alert-panel-title', testid: 'alert-panel', hidden: true },
     h(
       'div',
       { class: 'panel-head' },
-      heading,
-      h('button', { type: 'button', class: 'btn btn-small btn-quiet', testid: 'mark-all-read', onclick: () => store.markAllRead() }, 'Mark all read'),
+      h('div', { class: 'panel-title' }, heading, count),
       h(
-        'button',
-        {
-          type: 'button',
-          class: 'btn btn-small btn-quiet',
-          testid: 'clear-all',
-          onclick: () => {
-            const kept = store.clearPanel();
-            setText(notice, kept ? `${kept} alert${kept === 1 ? '' : 's'} kept: high and medium alerts stay until acknowledged or resolved.` : '');
+        'div',
+        { class: 'panel-tools' },
+        h('button', { type: 'button', class: 'btn btn-small btn-quiet', testid: 'mark-all-read', onclick: () => store.markAllRead() }, 'Mark all read'),
+        h(
+          'button',
+          {
+            type: 'button',
+            class: 'btn btn-small btn-quiet',
+            testid: 'clear-all',
+            onclick: () => {
+              const kept = store.clearPanel();
+              setText(notice, kept ? `${kept} alert${kept === 1 ? '' : 's'} kept: high and medium alerts stay until acknowledged or resolved.` : '');
+            },
           },
-        },
-        'Clear all',
+          'Clear all',
+        ),
       ),
     ),
-    notice,
-    list,
-    empty,
+    h('div', { class: 'panel-body', testid: 'alert-panel-body' }, notice, list, empty),
   );
   anchor.append(panel);
 
@@ -130,15 +137,15 @@ export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor
       h(
         'div',
         { class: 'item-head' },
-        h('span', { class: 'item-icon', 'aria-hidden': 'true' }, technical ? '⚙' : '⚠'),
+        h('span', { class: 'item-icon', title: technical ? 'Technical alarm' : 'Physiological alarm' }, icon(technical ? 'technical' : 'warning')),
         h('span', { class: `prio-badge prio-${prio}` }, priorityLabel(prio)),
-        technical ? h('span', { class: 'tag tag-tech' }, 'Technical') : null,
+        technical ? h('span', { class: 'tag tag-tech', testid: `alert-technical-${id}` }, 'Technical') : null,
         (a.escalation_level ?? 0) > 0 ? h('span', { class: 'tag tag-esc' }, `Escalated ×${a.escalation_level}`) : null,
-        a.patient ? h('a', { class: 'item-patient', href: hrefFor(a.patient) }, patientLabel(store, a.patient)) : null,
         time,
       ),
+      a.patient ? h('a', { class: 'item-patient', href: hrefFor(a.patient) }, patientLabel(store, a.patient)) : null,
       h('p', { class: 'item-msg' }, a.message || a.kind || 'Alert'),
-      h('p', { class: 'item-state' }, stateText(a)),
+      h('p', { class: 'item-state', testid: `alert-state-${id}` }, stateText(a)),
       h('div', { class: 'item-actions' }, buttons),
       err ? h('p', { class: 'field-error', role: 'alert', testid: `alert-error-${id}` }, err) : null,
     );
@@ -153,7 +160,7 @@ export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor
       h(
         'div',
         { class: 'item-head' },
-        h('span', { class: 'item-icon', 'aria-hidden': 'true' }, isBroadcast ? '📢' : SOURCE_ICON[item.source] || 'ℹ'),
+        h('span', { class: 'item-icon' }, icon(isBroadcast ? 'broadcast' : SOURCE_ICON[item.source] || 'info')),
         isBroadcast ? h('span', { class: `prio-badge prio-${item.priority}` }, priorityLabel(item.priority)) : null,
         h('span', { class: 'item-kind' }, isBroadcast ? 'Hospital alert' : 'Update'),
         time,
@@ -190,8 +197,13 @@ export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor
       if (focused) el.querySelector(`[data-testid="${CSS.escape(focused)}"]`)?.focus();
     }
     const prio = a ? a.priority || 'low' : item.priority || 'info';
-    setAttr(el, 'class', ['panel-item', `prio-${prio}`, `kind-${item.kind}`, item.read ? 'read' : 'unread', item.pinned ? 'pinned' : '', item.expiresAt !== null ? 'fading' : ''].filter(Boolean).join(' '));
-    if (a) setAttr(el, 'data-state', a.state);
+    // State classes carry an is- prefix: a bare "unread" would also match the bell's badge style.
+    setAttr(el, 'class', ['panel-item', `prio-${prio}`, `kind-${item.kind}`, item.read ? 'is-read' : 'is-unread', item.pinned ? 'is-pinned' : '', item.expiresAt !== null ? 'is-fading' : ''].filter(Boolean).join(' '));
+    setAttr(el, 'data-read', item.read ? 'true' : 'false');
+    if (a) {
+      setAttr(el, 'data-state', a.state);
+      setAttr(el, 'data-priority', prio);
+    }
     updateTime(el);
   }
 
@@ -215,6 +227,8 @@ export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor
     );
     empty.hidden = items.length > 0;
     if (!items.length) setText(notice, '');
+    const unread = items.filter((i) => !i.read && i.kind !== 'event').length;
+    setText(count, items.length ? `${unread} unread of ${items.length}` : '');
   }
 
   return {
@@ -239,6 +253,7 @@ export function createAlertPanel(anchor, { store, bell, canAct, actions, hrefFor
 /** createBanners renders escalations and hospital broadcasts above the ward. */
 export function createBanners(root, { store, canAct, actions, hrefFor }) {
   const errors = new Map();
+  let expanded = false; // show every escalation, not only the first BANNERS_SHOWN
 
   function escalationRow(el, a) {
     const raised = clockTime(parseTime(a.raised_at)); // not relative: the banner is a live region
@@ -248,11 +263,19 @@ export function createBanners(root, { store, canAct, actions, hrefFor }) {
     setAttr(el, 'class', `banner banner-escalation prio-${a.priority || 'low'}`);
     replace(
       el,
-      h('strong', { class: 'banner-kind' }, `Escalated ×${a.escalation_level}`),
-      h('span', { class: `prio-badge prio-${a.priority || 'low'}` }, priorityLabel(a.priority)),
-      a.patient ? h('a', { class: 'banner-patient', href: hrefFor(a.patient) }, patientLabel(store, a.patient)) : null,
-      h('span', { class: 'banner-msg' }, a.message || a.kind || 'Alert'),
-      raised ? h('span', { class: 'banner-time' }, `raised at ${raised}`) : null,
+      h(
+        'span',
+        { class: 'banner-lead' },
+        h('strong', { class: 'banner-kind' }, `Escalated ×${a.escalation_level}`),
+        h('span', { class: `prio-badge prio-${a.priority || 'low'}` }, priorityLabel(a.priority)),
+      ),
+      h(
+        'span',
+        { class: 'banner-text' },
+        a.patient ? h('a', { class: 'banner-patient', href: hrefFor(a.patient) }, patientLabel(store, a.patient)) : null,
+        h('span', { class: 'banner-msg' }, a.message || a.kind || 'Alert'),
+        raised ? h('span', { class: 'banner-time' }, `raised at ${raised}`) : null,
+      ),
       h(
         'span',
         { class: 'banner-actions' },
@@ -286,10 +309,13 @@ export function createBanners(root, { store, canAct, actions, hrefFor }) {
     el.dataset.sig = '1';
     replace(
       el,
-      h('strong', { class: 'banner-kind' }, 'Hospital alert'),
-      h('span', { class: `prio-badge prio-${b.priority}` }, priorityLabel(b.priority)),
-      h('span', { class: 'banner-msg' }, b.message),
-      b.by ? h('span', { class: 'banner-time' }, `from ${b.by}`) : null,
+      h(
+        'span',
+        { class: 'banner-lead' },
+        h('strong', { class: 'banner-kind' }, 'Hospital alert'),
+        h('span', { class: `prio-badge prio-${b.priority}` }, priorityLabel(b.priority)),
+      ),
+      h('span', { class: 'banner-text' }, h('span', { class: 'banner-msg' }, b.message), b.by ? h('span', { class: 'banner-time' }, `from ${b.by}`) : null),
       h(
         'span',
         { class: 'banner-actions' },
@@ -298,22 +324,59 @@ export function createBanners(root, { store, canAct, actions, hrefFor }) {
     );
   }
 
+  // A busy ward can have many escalations at once: the most escalated stay in view and the
+  // rest fold into one row, so the banners never push the ward off the screen.
+  function moreRow(el, folded) {
+    const sig = JSON.stringify([folded, expanded]);
+    if (el.dataset.sig === sig) return;
+    el.dataset.sig = sig;
+    replace(
+      el,
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'btn btn-small btn-quiet',
+          testid: 'banners-toggle',
+          'aria-expanded': expanded ? 'true' : 'false',
+          onclick: () => {
+            expanded = !expanded;
+            render();
+          },
+        },
+        expanded ? 'Show fewer escalations' : `${folded} more escalated alert${folded === 1 ? '' : 's'}: show all`,
+      ),
+    );
+  }
+
   function render() {
+    const esc = store.escalations();
+    const folded = Math.max(0, esc.length - BANNERS_SHOWN);
+    if (!folded) expanded = false;
     const rows = [
-      ...store.escalations().map((a) => ({ key: `esc:${a.id}`, a })),
+      ...esc.map((a, i) => ({ key: `esc:${a.id}`, a, fold: !expanded && i >= BANNERS_SHOWN })),
+      ...(folded ? [{ key: 'more', more: folded }] : []),
       ...store.bannerList().map((b) => ({ key: `bc:${b.id}`, b })),
     ];
     reconcile(
       root,
       rows,
       (r) => r.key,
-      (r) =>
-        r.a
-          ? h('div', { class: `banner banner-escalation prio-${r.a.priority || 'low'}`, testid: `escalation-${r.a.id}` })
-          : h('div', { class: `banner banner-broadcast prio-${r.b.priority}${r.b.expiresAt !== null ? ' fading' : ''}`, testid: `broadcast-${r.b.id}` }),
-      (el, r) => (r.a ? escalationRow(el, r.a) : broadcastRow(el, r.b)),
+      (r) => {
+        if (r.a) return h('div', { class: `banner banner-escalation prio-${r.a.priority || 'low'}`, testid: `escalation-${r.a.id}` });
+        if (r.more) return h('div', { class: 'banner banner-more', testid: 'banners-more' });
+        return h('div', { class: `banner banner-broadcast prio-${r.b.priority}${r.b.expiresAt !== null ? ' fading' : ''}`, testid: `broadcast-${r.b.id}` });
+      },
+      (el, r) => {
+        if (r.a) {
+          escalationRow(el, r.a);
+          el.hidden = r.fold;
+        } else if (r.more) moreRow(el, r.more);
+        else broadcastRow(el, r.b);
+      },
     );
     root.hidden = rows.length === 0;
+    root.dataset.count = String(esc.length);
   }
 
   return { render };

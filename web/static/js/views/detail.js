@@ -5,6 +5,7 @@ import { errorText } from '../api.js';
 import { h, replace, scheduler, setText } from '../dom.js';
 import {
   PARAMS,
+  bedLabel,
   clockTime,
   formatValue,
   levelClass,
@@ -14,6 +15,7 @@ import {
   priorityLabel,
   relTime,
 } from '../format.js';
+import { icon } from '../icons.js';
 import { renderChart } from './chart.js';
 
 const RANGES = [1, 4, 12]; // hours
@@ -42,7 +44,7 @@ export function createDetail(dialog, { store, api, hospital, canAct, actions, on
   const title = h('h2', { id: 'detail-title', class: 'detail-title' });
   const sub = h('p', { class: 'detail-sub' });
   const badge = h('div', { class: 'score-badge big' });
-  const closeBtn = h('button', { type: 'button', class: 'btn btn-quiet close', testid: 'detail-close', 'aria-label': 'Close' }, '✕');
+  const closeBtn = h('button', { type: 'button', class: 'btn btn-quiet close', testid: 'detail-close', 'aria-label': 'Close' }, icon('close'));
   const gone = h('p', { class: 'notice notice-warn', role: 'status', hidden: true }, 'This patient is no longer on the ward (discharged).');
   const contrib = h('div', { class: 'contrib' });
   const rangeBtns = RANGES.map((n) =>
@@ -244,7 +246,7 @@ export function createDetail(dialog, { store, api, hospital, canAct, actions, on
         'div',
         { class: 'alert-main' },
         h('span', { class: `prio-badge prio-${a.priority || 'low'}` }, priorityLabel(a.priority)),
-        a.category === 'technical' ? h('span', { class: 'tag tag-tech', title: 'Technical alarm' }, '⚙ Technical') : null,
+        a.category === 'technical' ? h('span', { class: 'tag tag-tech', title: 'Technical alarm' }, icon('technical'), 'Technical') : null,
         (a.escalation_level ?? 0) > 0 ? h('span', { class: 'tag tag-esc' }, `Escalated ×${a.escalation_level}`) : null,
         h('span', { class: 'alert-msg' }, a.message || a.kind || 'Alert'),
       ),
@@ -263,7 +265,7 @@ export function createDetail(dialog, { store, api, hospital, canAct, actions, on
     const p = store.patients.get(patientId);
     gone.hidden = !!p || !store.synced.patients;
     const name = p ? patientName(p) : patientId;
-    setText(title, p?.bed ? `Bed ${p.bed} · ${name}` : name);
+    setText(title, p?.bed ? `${bedLabel(p.bed)} · ${name}` : name);
     const admitted = parseTime(p?.admitted_at);
     setText(sub, [`ID ${patientId}`, Number.isFinite(admitted) ? `admitted ${clockTime(admitted)}` : ''].filter(Boolean).join(' · '));
     const risk = p?.risk;

@@ -1,6 +1,7 @@
 // The header: brand, hospital selector, user, connection indicator, alert bell, logout.
 
 import { h, replace, setAttr, setText } from '../dom.js';
+import { icon } from '../icons.js';
 import { validID } from '../topics.js';
 
 /**
@@ -86,7 +87,7 @@ export function createHeader(root, { user, recent, onHospital, onLogout, onBell 
     connText,
     connLive,
   );
-  const unread = h('span', { class: 'unread', testid: 'unread', hidden: true }, '0');
+  const unread = h('span', { class: 'bell-badge', testid: 'unread', hidden: true }, '0');
   const bell = h(
     'button',
     {
@@ -99,7 +100,7 @@ export function createHeader(root, { user, recent, onHospital, onLogout, onBell 
       'aria-label': 'Alerts',
       onclick: () => onBell(),
     },
-    h('span', { class: 'bell-icon', 'aria-hidden': 'true' }, '🔔'),
+    icon('bell', 'bell-icon'),
     unread,
   );
   const panelAnchor = h('div', { class: 'bell-wrap' }, bell);
@@ -143,6 +144,7 @@ export function createHeader(root, { user, recent, onHospital, onLogout, onBell 
     setUnread(n) {
       setText(unread, String(n));
       unread.hidden = n === 0;
+      setAttr(bell, 'data-unread', String(n));
       setAttr(bell, 'aria-label', n ? `Alerts, ${n} unread` : 'Alerts');
     },
     setPanelOpen(open) {

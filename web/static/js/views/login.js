@@ -84,7 +84,8 @@ export function renderLogin(root, { login, message = '' }) {
               placed++;
             }
             general = err.detail || err.title;
-            if (err.status === 401 && !err.detail) general = 'Wrong user name or password.';
+            // The server's wording is for integrators; a clinician gets one plain sentence.
+            if (err.status === 401) general = 'Wrong user name or password.';
             if (err.status === 429) {
               const wait = Number.isFinite(err.retryAfter) && err.retryAfter > 0 ? err.retryAfter : 0;
               general = (err.detail || 'Too many attempts.') + (wait ? ` Try again in ${wait} s.` : '');

@@ -4,6 +4,7 @@ import { h, reconcile, replace, setAttr, setText } from '../dom.js';
 import {
   STALE_MS,
   ageText,
+  bedLabel,
   formatValue,
   levelClass,
   levelLabel,
@@ -37,7 +38,7 @@ function createCard(p, hrefFor) {
   parts.badge = h('span', { class: 'score-badge' }, parts.score, parts.level);
   const vitals = h('dl', { class: 'card-vitals' });
   for (const k of CARD_PARAMS) {
-    const dd = h('dd');
+    const dd = h('dd', { testid: `vital-${p.id}-${k}` });
     parts.values.set(k, dd);
     vitals.append(h('div', { class: 'vital' }, h('dt', {}, paramShort(k)), dd));
   }
@@ -58,7 +59,7 @@ function updateCard(el, p, store, now) {
   const risk = p.risk;
   const lvl = levelClass(risk?.level);
   setAttr(el, 'class', `card ${lvl}`);
-  setText(parts.bed, p.bed ? `Bed ${p.bed}` : 'No bed');
+  setText(parts.bed, p.bed ? bedLabel(p.bed) : 'No bed');
   setText(parts.name, patientName(p));
   setAttr(parts.name, 'title', p.name ? `${p.name} (${p.id})` : p.id);
   setText(parts.score, risk && Number.isFinite(risk.score) ? String(risk.score) : '–');
@@ -104,7 +105,7 @@ function updateAge(el, now) {
 export function createWard(root, { store, hrefFor }) {
   const title = h('h2', { class: 'section-title', id: 'ward-title' }, 'Ward');
   const summary = h('p', { class: 'ward-summary', testid: 'ward-summary' });
-  const stale = h('p', { class: 'stale-note', role: 'status', hidden: true }, 'Live updates paused: what you see may be out of date.');
+  const stale = h('p', { class: 'stale-note', role: 'status', testid: 'ward-paused', hidden: true }, 'Live updates paused: what you see may be out of date.');
   const grid = h('div', { class: 'ward-grid', testid: 'ward', 'aria-labelledby': 'ward-title' });
   const empty = h('p', { class: 'empty', testid: 'ward-empty', hidden: true });
   replace(root, h('div', { class: 'ward-head' }, title, summary), stale, grid, empty);
