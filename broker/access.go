@@ -22,6 +22,7 @@ type access struct {
 	mqtt.HookBase
 	b        *Broker
 	sessions sync.Map // *mqtt.Client -> *session
+	away     sync.Map // client ID -> *session: what a persistent session may receive while away
 	closing  atomic.Bool
 	stop     chan struct{}
 }
@@ -64,7 +65,7 @@ func (a *access) ID() string { return "vigil-access" }
 func (a *access) Provides(h byte) bool {
 	switch h {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped, mqtt.OnStopped:
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnStopped:
 		return true
 	}
 	return false
@@ -191,6 +192,10 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if s == nil {
 		return
 	}
+	a.away.Delete(cl.ID)
+	if a.b.persist != nil && persistent(cl) {
+		a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal})
+	}
 	switch s.kind {
 	case kindDevice:
 		a.b.stats.devices.Add(1)
@@ -208,6 +213,9 @@ func (a *access) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return
 	}
 	s := v.(*session)
+	if !expire && !cl.IsTakenOver() {
+		a.away.Store(cl.ID, s)
+	}
 	switch s.kind {
 	case kindDevice:
 		a.b.stats.devices.Add(-1)
@@ -220,10 +228,40 @@ func (a *access) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 }
 
+// grant is what a persistent session may receive while its client is away: the rights of its
+// last connection. It is kept in the broker state, so that it outlives a restart.
+type grant struct {
+	Kind      kind      `json:"kind"`
+	Hospital  string    `json:"hospital,omitempty"`
+	Device    string    `json:"device,omitempty"`
+	Principal Principal `json:"principal"`
+}
+
+// awaySession returns the session of a persistent client that is not connected, from memory or,
+// after a restart, from the broker state; nil when none is known.
+func (a *access) awaySession(cl *mqtt.Client) *session {
+	if v, ok := a.away.Load(cl.ID); ok {
+		return v.(*session)
+	}
+	var g grant
+	if a.b.persist == nil || !a.b.persist.get(grantKey(cl.ID), &g) {
+		return nil
+	}
+	v, _ := a.away.LoadOrStore(cl.ID, &session{client: cl, kind: g.Kind, hospital: g.Hospital, device: g.Device, principal: g.Principal})
+	return v.(*session)
+}
+
+func (a *access) OnClientExpired(cl *mqtt.Client) { a.away.Delete(cl.ID) }
+
 // OnACLCheck decides every publish, every subscription filter and every delivery. Deny by
-// default.
+// default. A delivery to a persistent session whose client is away is decided by the rights of
+// its last connection, so that the session gets what was published meanwhile [MQTT-3.1.2-5].
 func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	s := a.session(cl)
+	away := false
+	if s == nil && !write && cl.Closed() {
+		s, away = a.awaySession(cl), true
+	}
 	if s == nil {
 		a.refuse(cl, "no_session", topic)
 		return false
@@ -255,6 +293,12 @@ func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			return false
 		}
 		if !s.principal.Expires.After(a.b.opts.Now()) {
+			if away {
+				// Nothing more is queued for it; counted, not logged: one line per message would
+				// flood the log until the session expires.
+				a.b.stats.refused("token_expired")
+				return false
+			}
 			a.refuse(cl, "token_expired", topic)
 			go a.expire(s)
 			return false
@@ -345,8 +389,13 @@ func (a *access) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	a.dropped(cl, "queue_full", pk.TopicName)
 }
 
-// OnQosDropped: an inflight QoS message was dropped.
+// OnQosDropped: an inflight QoS message was dropped. When a persistent session is resumed,
+// mochi hands the old connection's inflight messages to the new one and then clears the old
+// one's: those were not dropped.
 func (a *access) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return
+	}
 	a.dropped(cl, "inflight_dropped", pk.TopicName)
 }
 

@@ -183,22 +183,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: a TLS listener needs a certificate")
 	}
 	log := opts.Logger.With("component", "broker")
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumMessageExpiryInterval = 0 // retained messages never expire by age
-	caps.MaximumPacketSize = opts.MaxPacketSize
-	caps.MaximumClients = opts.MaxConnections
-	caps.MaximumClientWritesPending = opts.MaxPendingWrites
-	caps.MaximumInflight = opts.MaxInflight
-	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
-	caps.ReceiveMaximum = 64
-	server := mqtt.New(&mqtt.Options{
-		Capabilities:             caps,
-		InlineClient:             true,
-		Logger:                   slog.New(mochiLog{log.With("part", "mochi").Handler()}),
-		ClientNetReadBufferSize:  1024,
-		ClientNetWriteBufferSize: 2048,
-		SysTopicResendInterval:   10,
-	})
+	server := mqtt.New(MochiOptions(opts))
 	b := &Broker{opts: opts, log: log, server: server, stats: newStats()}
 	b.access = newAccess(b)
 	if err := server.AddHook(b.access, nil); err != nil {
@@ -216,6 +201,30 @@ func New(opts Options) (*Broker, error) {
 		}
 	}
 	return b, nil
+}
+
+// MochiOptions returns the mochi server options the embedded broker runs with for opts:
+// capabilities (limits, queue sizes, no expiry of retained messages), network buffer sizes and
+// logging. It is exported so that `vigil bench` can run a bare mochi relay configured exactly
+// like Vigil's broker, to compare against.
+func MochiOptions(opts Options) *mqtt.Options {
+	opts.defaults()
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumMessageExpiryInterval = 0 // retained messages never expire by age
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	caps.MaximumClients = opts.MaxConnections
+	caps.MaximumClientWritesPending = opts.MaxPendingWrites
+	caps.MaximumInflight = opts.MaxInflight
+	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
+	caps.ReceiveMaximum = 64
+	return &mqtt.Options{
+		Capabilities:             caps,
+		InlineClient:             true,
+		Logger:                   slog.New(mochiLog{opts.Logger.With("component", "broker", "part", "mochi").Handler()}),
+		ClientNetReadBufferSize:  1024,
+		ClientNetWriteBufferSize: 2048,
+		SysTopicResendInterval:   10,
+	}
 }
 
 // Start restores persisted state and opens the listeners.

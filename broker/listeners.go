@@ -171,9 +171,12 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // wsConn presents a WebSocket as the byte stream MQTT expects: MQTT packets may span binary
 // messages and a message may hold several packets [MQTT-6.0.0-2].
 type wsConn struct {
-	ws     *websocket.Conn
-	r      io.Reader
-	wmu    sync.Mutex
+	ws  *websocket.Conn
+	r   io.Reader
+	wmu sync.Mutex
+	// The write deadline, applied by Write: gorilla's writer state may be touched only by the
+	// writing goroutine, and mochi sets deadlines from its reading goroutine.
+	wdl    atomic.Pointer[time.Time]
 	closed atomic.Bool
 }
 
@@ -204,6 +207,11 @@ func (c *wsConn) Read(p []byte) (int, error) {
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if d := c.wdl.Load(); d != nil {
+		if err := c.ws.SetWriteDeadline(*d); err != nil {
+			return 0, err
+		}
+	}
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
 		return 0, err
 	}
@@ -224,8 +232,13 @@ func (c *wsConn) SetDeadline(t time.Time) error {
 	if err := c.ws.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return c.ws.SetWriteDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
-func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
+
+// SetWriteDeadline applies to the writes that start after it.
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.wdl.Store(&t)
+	return nil
+}

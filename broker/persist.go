@@ -112,6 +112,28 @@ func (p *persistence) set(key []byte, v any) {
 	p.write(func(db *pebble.DB) error { return db.Set(key, b, pebble.NoSync) })
 }
 
+// get decodes the value at key into v; false when there is none.
+func (p *persistence) get(key []byte, v any) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return false
+	}
+	b, closer, err := p.db.Get(key)
+	if err != nil {
+		if !errors.Is(err, pebble.ErrNotFound) {
+			p.log.Error("reading broker state failed", "key", string(key), "err", err)
+		}
+		return false
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(b, v); err != nil {
+		p.log.Error("broker state unreadable", "key", string(key), "err", err)
+		return false
+	}
+	return true
+}
+
 func (p *persistence) del(key []byte) {
 	p.write(func(db *pebble.DB) error { return db.Delete(key, pebble.NoSync) })
 }
@@ -133,8 +155,10 @@ func (p *persistence) write(f func(*pebble.DB) error) {
 	p.dirty.Store(true)
 }
 
-// Keys: c/{client}, s/{client}\x00{filter}, i/{client}\x00{packet id}, r/{topic}.
+// Keys: c/{client}, s/{client}\x00{filter}, i/{client}\x00{packet id}, r/{topic}, and
+// g/{client}: the access grant of a persistent session (see access.awaySession).
 func clientKey(id string) []byte { return []byte("c/" + id) }
+func grantKey(id string) []byte  { return []byte("g/" + id) }
 func subKey(id, filter string) []byte {
 	return []byte("s/" + id + "\x00" + filter)
 }
@@ -189,6 +213,7 @@ func (p *persistence) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 
 func (p *persistence) forget(id string) {
 	p.del(clientKey(id))
+	p.del(grantKey(id))
 	p.delPrefix(subPrefix(id))
 	p.delPrefix(inflightPrefix(id))
 }

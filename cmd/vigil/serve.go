@@ -63,6 +63,10 @@ type config struct {
 	Shared             bool
 	Tick               time.Duration
 	ShutdownTimeout    time.Duration
+
+	// maxInflight limits the unacknowledged QoS 1 messages per MQTT client; set only by tests
+	// (zero: the broker's default), no flag sets it.
+	maxInflight uint16
 }
 
 func (c *config) flags(s *settings) {
@@ -280,7 +284,7 @@ func start(ctx context.Context, c config, log *slog.Logger, stderr io.Writer) (*
 	v.batcher = store.NewBatcher(v.st, store.BatcherOptions{Logger: log})
 	ing := ingest.Options{
 		EscalateHigh: c.EscalateAfter.high, EscalateMedium: c.EscalateAfter.medium, EscalateLow: c.EscalateAfter.low,
-		DeviceOfflineAfter: c.DeviceOfflineAfter, ConditionDelay: c.ConditionDelay, ClearDelay: c.ClearDelay,
+		DeviceOfflineAfter: c.DeviceOfflineAfter, ConditionDelay: none(c.ConditionDelay), ClearDelay: none(c.ClearDelay),
 		Tick: c.Tick, Logger: log, Shared: c.BrokerURL != "",
 	}
 	origins, _ := parseOrigins(c.AllowedOrigins)
@@ -294,7 +298,8 @@ func start(ctx context.Context, c config, log *slog.Logger, stderr io.Writer) (*
 		bo := broker.Options{
 			MQTTAddr: c.MQTTAddr, TLSAddr: c.MQTTSAddr, AllowedOrigins: origins,
 			Dir: filepath.Join(c.DataDir, "broker"), MaxPacketSize: uint32(c.MaxPacketSize), MaxConnections: int64(c.MaxConnections),
-			DeviceRate: c.DeviceRate, Devices: v.registry, Tokens: tokenVerifier{tokens}, Vitals: vitals, Events: events, Logger: log,
+			DeviceRate: c.DeviceRate, MaxInflight: c.maxInflight,
+			Devices: v.registry, Tokens: tokenVerifier{tokens}, Vitals: vitals, Events: events, Logger: log,
 		}
 		if c.MQTTSAddr != "" {
 			tc, err := tlsConfig(c)
@@ -526,6 +531,14 @@ func tlsConfig(c config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// none maps a setting of 0 ("no delay") to ingest's negative "none" (its 0 means "default").
+func none(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func hostname() string {
