@@ -65,7 +65,7 @@ func (a *access) ID() string { return "vigil-access" }
 func (a *access) Provides(h byte) bool {
 	switch h {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnStopped:
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosPublish, mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnStopped:
 		return true
 	}
 	return false
@@ -393,15 +393,35 @@ func (a *access) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 // mochi hands the old connection's inflight messages to the new one and then clears the old
 // one's: those were not dropped.
 func (a *access) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if cl.IsTakenOver() {
+	if cl.IsTakenOver() || cl.Closed() {
+		// A session ending (clean start) or moving to a new connection lets go of its inflight
+		// messages: that is the end of the session, not a lost delivery to a live subscriber.
 		return
 	}
 	a.dropped(cl, "inflight_dropped", pk.TopicName)
 }
 
+// OnQosPublish runs when a QoS 1/2 message joins a client's inflight set. mochi silently drops
+// messages past the inflight limit (it only bumps a global counter), so a client that reaches
+// the limit is disconnected here, before anything is dropped: it reconnects and catches up.
+func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if cl.Net.Inline || cl.Closed() {
+		return
+	}
+	if n := cl.State.Inflight.Len(); n >= int(a.b.opts.MaxInflight) {
+		a.dropped(cl, "inflight_full", pk.TopicName)
+	}
+}
+
+// dropped counts a drop (or a drop avoided by disconnecting) and disconnects the client. Only
+// the first drop of a connection is logged: a stuck subscriber would otherwise log one line
+// per message.
 func (a *access) dropped(cl *mqtt.Client, reason, topic string) {
 	a.b.stats.dropped(reason)
-	a.b.log.Warn("message dropped; disconnecting the subscriber so it catches up", "client", cl.ID, "topic", topic, "reason", reason)
+	if cl.Closed() {
+		return
+	}
+	a.b.log.Warn("subscriber cannot keep up; disconnecting it so it reconnects and catches up", "client", cl.ID, "topic", topic, "reason", reason)
 	cl.Stop(packets.ErrServerBusy)
 }
 

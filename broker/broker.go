@@ -53,7 +53,7 @@ type Options struct {
 	MaxPacketSize    uint32        // default 64 KiB
 	MaxConnections   int64         // default 50,000
 	MaxPendingWrites int32         // per client queue of outgoing packets, default 1024
-	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 1024
+	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 8192 (a subscriber reaching it is disconnected)
 	SessionExpiry    time.Duration // how long a disconnected persistent session is kept, default 24 h
 	DeviceRate       float64       // publishes per second per device, default 20
 	DeviceBurst      int           // default DeviceRate
@@ -78,7 +78,9 @@ func (o *Options) defaults() {
 		o.MaxPendingWrites = 1024
 	}
 	if o.MaxInflight == 0 {
-		o.MaxInflight = 1024
+		// Room for a large hospital's retained messages, which arrive in one burst when a
+		// dashboard subscribes (about one per patient, bed, device and staff member).
+		o.MaxInflight = 8192
 	}
 	if o.SessionExpiry == 0 {
 		o.SessionExpiry = 24 * time.Hour

@@ -581,3 +581,33 @@ func TestBrokerStats(t *testing.T) {
 		return s.Devices == 0 && s.Browsers == 3, body
 	})
 }
+
+// TestBrokerRetainedBurstNeverSilent: more retained messages than a client's inflight limit
+// arrive in one burst when it subscribes. mochi would drop the excess without telling anyone;
+// Vigil disconnects the client instead (it reconnects and catches up over REST), so a
+// subscriber either gets every message or is told, never a silent subset.
+func TestBrokerRetainedBurstNeverSilent(t *testing.T) {
+	cheapPasswords(t)
+	h := newHarness(t, func(c *config) { c.maxInflight = 16 })
+	const beds = 40
+	for i := range beds {
+		h.must(200, "PUT", fmt.Sprintf("/api/v1/hospitals/h1/beds/b%02d", i), h.admin, map[string]string{"status": "free"})
+	}
+	c := h.mustConnect("burst", "x", []byte(h.admin))
+	c.subscribe("hospital/h1/bed/+") // the SUBACK may not arrive if the burst disconnects first
+	got := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(got) < beds {
+		select {
+		case m := <-c.msgs:
+			got[m.Topic] = true
+		case <-c.c.Done():
+			if h.metricSum(t, "vigil_mqtt_drops_total") == 0 {
+				t.Fatal("disconnected without counting the drop")
+			}
+			return // told: it reconnects and catches up
+		case <-deadline:
+			t.Fatalf("received %d of %d retained messages and is still connected: a silent loss", len(got), beds)
+		}
+	}
+}

@@ -300,3 +300,22 @@ func (e *escalation) Set(s string) error {
 	*e = next
 	return nil
 }
+
+// uint16Value is a flag.Value for a uint16 setting.
+type uint16Value struct{ p *uint16 }
+
+func (v uint16Value) String() string {
+	if v.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(int(*v.p))
+}
+
+func (v uint16Value) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return fmt.Errorf("%q: want a whole number from 0 to 65535", s)
+	}
+	*v.p = uint16(n)
+	return nil
+}

@@ -64,8 +64,8 @@ type config struct {
 	Tick               time.Duration
 	ShutdownTimeout    time.Duration
 
-	// maxInflight limits the unacknowledged QoS 1 messages per MQTT client; set only by tests
-	// (zero: the broker's default), no flag sets it.
+	// maxInflight limits the unacknowledged QoS 1 messages per MQTT client (zero: the broker's
+	// default).
 	maxInflight uint16
 }
 
@@ -96,6 +96,7 @@ func (c *config) flags(s *settings) {
 	s.Duration(&c.ClearDelay, "clear-delay", "VIGIL_CLEAR_DELAY", 30*time.Second, "how long a condition must stay clear before its alert resolves by itself")
 	s.Int(&c.MaxPacketSize, "max-packet-size", "VIGIL_MAX_PACKET_SIZE", 64<<10, "largest MQTT packet accepted, bytes")
 	s.Int(&c.MaxConnections, "max-connections", "VIGIL_MAX_CONNECTIONS", 50_000, "most MQTT connections at once")
+	s.Var(uint16Value{&c.maxInflight}, "max-inflight", "VIGIL_MAX_INFLIGHT", "most unacknowledged QoS 1 messages per MQTT client; one reaching it is disconnected and catches up (0: 8192)")
 	s.Float(&c.DeviceRate, "device-rate", "VIGIL_DEVICE_RATE", 20, "most publishes per second per device (excess refused with MQTT 5 reason 0x97)")
 	s.Duration(&c.Tick, "tick", "VIGIL_TICK", time.Second, "how often timers (delays, escalations, silence) are checked")
 	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", "VIGIL_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown may take")
