@@ -58,10 +58,15 @@ func (s *settings) Var(v flag.Value, name, env, usage string) {
 	s.env(name, env)
 }
 
-// Parse parses args, then fills every flag not on the command line from its variable.
+// Parse parses args, then fills every flag not on the command line from its variable. It
+// returns flag.ErrHelp for -h, errUsage for a command-line error (the flag package has printed
+// it with the usage), or the error of a malformed variable, naming it.
 func (s *settings) Parse(args []string, getenv func(string) string) error {
 	if err := s.fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
 	}
 	given := map[string]bool{}
 	s.fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

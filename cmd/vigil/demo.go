@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,10 +39,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if err := s.Parse(args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+		return err
 	}
 	if beds < 1 || beds > 500 {
 		return errors.New("--beds: 1 to 500")
@@ -165,7 +161,7 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	var url string
 	s.String(&url, "url", "VIGIL_HEALTHCHECK_URL", "", "readiness URL (default: http://<VIGIL_HTTP_ADDR>/readyz)")
 	if err := s.Parse(args, getenv); err != nil {
-		return errUsage
+		return err
 	}
 	if url == "" {
 		addr := getenv("VIGIL_HTTP_ADDR")

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -186,10 +186,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	s.fs.SetOutput(stderr)
 	c.flags(s)
 	if err := s.Parse(args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+		return err
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -222,10 +219,18 @@ type vigil struct {
 	http     *http.Server
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
+	app      atomic.Pointer[appHandler] // the full HTTP surface, once started
+	started  atomic.Bool
 }
 
 // start builds and starts everything; stop undoes it in reverse.
 func start(ctx context.Context, c config, log *slog.Logger, stderr io.Writer) (*vigil, error) {
+	return startOn(ctx, c, log, stderr, nil)
+}
+
+// startOn is start that also hands the vigil to serving as soon as its HTTP server (health
+// endpoints) is up, before the store-dependent parts (tests watch /readyz meanwhile).
+func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, serving chan<- *vigil) (*vigil, error) {
 	v := &vigil{cfg: c, log: log}
 	ok := false
 	defer func() {
@@ -233,6 +238,17 @@ func start(ctx context.Context, c config, log *slog.Logger, stderr io.Writer) (*
 			v.stop()
 		}
 	}()
+
+	// HTTP first: /healthz, /readyz and /metrics answer while the rest starts (a MongoDB that is
+	// down at start is waited for, and /readyz says so); everything else answers 503 until then.
+	v.metrics = prometheus.NewRegistry()
+	v.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := v.serveHTTP(); err != nil {
+		return nil, err
+	}
+	if serving != nil {
+		serving <- v
+	}
 
 	// Store.
 	if c.MongoURI == "" {
@@ -354,44 +370,24 @@ func start(ctx context.Context, c config, log *slog.Logger, stderr io.Writer) (*
 		}
 	}
 
-	// HTTP: API, dashboard, /mqtt, health and metrics.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), v.pipeline.Metrics().Collector())
+	// The full HTTP surface: API, dashboard, /mqtt, metrics.
+	v.metrics.MustRegister(v.pipeline.Metrics().Collector())
 	if v.broker != nil {
-		reg.MustRegister(v.broker.Collector())
+		v.metrics.MustRegister(v.broker.Collector())
 	}
-	v.metrics = reg
 	apiSrv := api.New(api.Options{
 		Auth: authAPI{v.auth}, Devices: devicesAPI{v}, Patients: patientsAPI{v}, Alerts: alertsAPI{v}, Ward: wardAPI{v},
 		Scorer: v.pipeline, Stats: statsAPI{v}, AllowedOrigins: origins, Logger: log,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiSrv.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", v.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if v.broker != nil {
 		mux.Handle("/mqtt", v.broker.WebSocket())
 	}
 	mux.Handle("/", web.Handler())
-	ln, err := net.Listen("tcp", c.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("--http-addr: %w", err)
-	}
-	v.httpLn = ln
-	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		var err error
-		if c.TLSCert != "" {
-			err = v.http.ServeTLS(ln, c.TLSCert, c.TLSKey)
-		} else {
-			err = v.http.Serve(ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
-	log.Info("vigil serving", "version", versionString(), "http", ln.Addr().String(), "mqtt", v.mqttAddr(), "store", v.storeName(), "broker", v.brokerName())
+	v.app.Store(&appHandler{mux})
+	v.started.Store(true)
+	log.Info("vigil serving", "version", versionString(), "http", v.httpLn.Addr().String(), "mqtt", v.mqttAddr(), "store", v.storeName(), "broker", v.brokerName())
 	ok = true
 	return v, nil
 }
@@ -437,8 +433,56 @@ func (v *vigil) seedAssignments(ctx context.Context) error {
 	}
 }
 
-// ready answers 200 when the store answers, 503 otherwise.
+type appHandler struct{ http.Handler }
+
+// serveHTTP starts the HTTP server with the health endpoints; the rest follows once started.
+func (v *vigil) serveHTTP() error {
+	c := v.cfg
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", v.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(v.metrics, promhttp.HandlerOpts{Registry: v.metrics}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if app := v.app.Load(); app != nil {
+			app.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, "Vigil is starting", http.StatusServiceUnavailable)
+	})
+	if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	v.httpLn = ln
+	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(v.log.Handler(), slog.LevelWarn)}
+	go func() {
+		var err error
+		if c.TLSCert != "" {
+			err = v.http.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		} else {
+			err = v.http.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			v.log.Error("http server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// ready answers 200 once started and while the store (and the external broker) answer, 503
+// otherwise.
 func (v *vigil) ready(w http.ResponseWriter, r *http.Request) {
+	if !v.started.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "starting")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := v.st.Ping(ctx); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -36,10 +35,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	s.Duration(&duration, "duration", "VIGIL_SIM_DURATION", 0, "stop after this long (0: until Ctrl-C)")
 	s.String(&logLevel, "log-level", "VIGIL_LOG_LEVEL", "warn", "log level")
 	if err := s.Parse(args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+		return err
 	}
 	switch {
 	case pass == "":
