@@ -168,8 +168,11 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// wsConn presents a WebSocket as the byte stream MQTT expects: MQTT packets may span binary
-// messages and a message may hold several packets [MQTT-6.0.0-2].
+// WebSocketConn presents a WebSocket (client or server side) as the byte stream MQTT expects:
+// MQTT packets may span binary messages and a message may hold several packets
+// [MQTT-6.0.0-2]. Writes are serialized: a WebSocket takes one writer at a time.
+func WebSocketConn(ws *websocket.Conn) net.Conn { return &wsConn{ws: ws} }
+
 type wsConn struct {
 	ws  *websocket.Conn
 	r   io.Reader

@@ -32,6 +32,8 @@ type Remote struct {
 
 	subscribed chan struct{}
 	subOnce    sync.Once
+	ready      chan struct{} // closed by Subscribe: the handler may take samples
+	readyOnce  sync.Once
 	want       atomic.Bool
 	cancel     context.CancelFunc
 }
@@ -71,7 +73,7 @@ func Dial(ctx context.Context, opts RemoteOptions) (*Remote, error) {
 	case "ssl":
 		u.Scheme = "mqtts"
 	}
-	r := &Remote{opts: opts, log: opts.Logger.With("component", "broker.remote", "url", redact(u)), subscribed: make(chan struct{})}
+	r := &Remote{opts: opts, log: opts.Logger.With("component", "broker.remote", "url", redact(u)), subscribed: make(chan struct{}), ready: make(chan struct{})}
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        opts.TLS,
@@ -112,9 +114,10 @@ func redact(u *url.URL) string {
 	return c.String()
 }
 
-// Subscribe starts taking vitals (on this connection and every reconnection), and waits until
-// the first subscription is acknowledged or ctx ends.
+// Subscribe starts taking vitals (on this connection and every reconnection: the handler must be
+// ready), and waits until the first subscription is acknowledged or ctx ends.
 func (r *Remote) Subscribe(ctx context.Context) error {
+	r.readyOnce.Do(func() { close(r.ready) })
 	r.want.Store(true)
 	if r.up.Load() {
 		go r.subscribe()
@@ -150,6 +153,9 @@ func (r *Remote) subscribe() {
 // queued for storage and processing) here, and acknowledged from another goroutine once durable,
 // so the stream is not held up by storage. paho sends acknowledgements in arrival order.
 func (r *Remote) received(pr paho.PublishReceived) (bool, error) {
+	// A resumed session may deliver before Vigil is ready to take samples: hold them (in order)
+	// until Subscribe says it is.
+	<-r.ready
 	p := pr.Packet
 	ack := func() {
 		if p.QoS > 0 {

@@ -157,6 +157,19 @@ func (p *Pipeline) isAdmitted(h, pt string) bool {
 	return ok
 }
 
+// admittedElsewhere looks a patient up in the store when several processes share it (shared
+// mode): another process may have admitted them. Found, they are admitted here too.
+func (p *Pipeline) admittedElsewhere(ctx context.Context, h, pt string) bool {
+	if !p.opts.Shared {
+		return false
+	}
+	if _, err := p.st.GetPatient(ctx, h, pt); err != nil {
+		return false
+	}
+	p.setAdmitted(h, pt, true)
+	return true
+}
+
 func (p *Pipeline) setAdmitted(h, pt string, on bool) {
 	p.admitMu.Lock()
 	defer p.admitMu.Unlock()
@@ -218,7 +231,7 @@ func (p *Pipeline) Submit(ctx context.Context, h, pt, device string, payload []b
 // patient's worker. Wait on the result tells when the sample is durable.
 func (p *Pipeline) Accept(ctx context.Context, h, pt, device string, payload []byte, received time.Time) (*store.Pending, error) {
 	d, ferr := Decode(payload, received)
-	if ferr == nil && !p.isAdmitted(h, pt) {
+	if ferr == nil && !p.isAdmitted(h, pt) && !p.admittedElsewhere(ctx, h, pt) {
 		ferr = &FieldError{Why: fmt.Sprintf("patient %s is not admitted in hospital %s", pt, h)}
 	}
 	if ferr != nil {
@@ -308,6 +321,9 @@ type PatientView struct {
 // Views returns the current view of every patient of hospital h that the pipeline holds.
 func (p *Pipeline) Views(ctx context.Context, h string) (map[string]PatientView, error) {
 	out := map[string]PatientView{}
+	if p.opts.Shared {
+		return p.sharedViews(ctx, h)
+	}
 	var mu sync.Mutex
 	for _, w := range p.workers {
 		reply := make(chan result, 1)
@@ -336,6 +352,9 @@ func (p *Pipeline) Views(ctx context.Context, h string) (map[string]PatientView,
 
 // View returns the current view of one patient.
 func (p *Pipeline) View(ctx context.Context, h, pt string) (PatientView, error) {
+	if p.opts.Shared {
+		return p.sharedView(ctx, h, pt)
+	}
 	if !p.isAdmitted(h, pt) {
 		return PatientView{}, &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", pt, h)}
 	}
@@ -452,4 +471,55 @@ func (p *Pipeline) publish(ctx context.Context, topic string, payload []byte, re
 		return
 	}
 	p.m.published.Add(1)
+}
+
+// sharedView reads a patient's view from the store: with several processes sharing the
+// stream, the one asked may not be the one that handled the patient last.
+func (p *Pipeline) sharedView(ctx context.Context, h, pt string) (PatientView, error) {
+	if _, err := p.st.GetPatient(ctx, h, pt); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return PatientView{}, &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", pt, h)}
+		}
+		return PatientView{}, err
+	}
+	x := newPatient(h, pt)
+	st, err := p.st.GetPatientState(ctx, h, pt)
+	switch {
+	case err == nil:
+		if _, err := x.decode(st.Data); err != nil {
+			return PatientView{}, err
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return PatientView{}, err
+	}
+	open, err := p.st.OpenAlerts(ctx, h, pt)
+	if err != nil {
+		return PatientView{}, err
+	}
+	for i := range open {
+		x.open[open[i].Kind] = &open[i]
+	}
+	return x.view(), nil
+}
+
+func (p *Pipeline) sharedViews(ctx context.Context, h string) (map[string]PatientView, error) {
+	out := map[string]PatientView{}
+	cursor := ""
+	for {
+		recs, next, err := p.st.ListPatients(ctx, h, store.Page{Limit: store.MaxLimit, Cursor: cursor})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			v, err := p.sharedView(ctx, h, r.ID)
+			if err != nil {
+				return nil, err
+			}
+			out[r.ID] = v
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
 }

@@ -216,6 +216,15 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		pt.loaded = true
 		w.patients[k] = pt
 	}
+	if pt == nil && w.opts.Shared && j.kind != jobDischarge {
+		// Admitted by another process sharing the store: take the patient on here.
+		if rec, err := w.st.GetPatient(ctx, j.h, j.p); err == nil {
+			pt = newPatient(j.h, j.p)
+			pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
+			pt.loaded = true
+			w.patients[k] = pt
+		}
+	}
 	if pt == nil {
 		if j.kind == jobAck || j.kind == jobResolve {
 			return result{err: alertNotFound(j.h, j.alertID)}

@@ -41,7 +41,9 @@ Usage:
   vigil serve [flags]      run Vigil (broker, scoring, alerts, REST API, dashboard)
   vigil demo [flags]       run Vigil with a simulated ward; prints the dashboard URL and a login
   vigil simulate [flags]   simulated bedside monitors against a running Vigil
-  vigil bench [flags]      load and latency report
+  vigil bench [flags]      load and latency report: simulated monitors and subscribers through
+                           a fresh Vigil (or --target), optionally against plain relays
+                           (--against mochi,mosquitto)
   vigil healthcheck        exit 0 when a running Vigil is ready (for container health checks)
   vigil version            print the version
 
@@ -69,6 +71,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		err = cmdDemo(ctx, rest, getenv, stdout, stderr)
 	case "simulate":
 		err = cmdSimulate(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, rest, getenv, stdout, stderr)
+	case "bench-relay": // started by `vigil bench`; not in the usage text
+		err = cmdBenchRelay(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-version":
