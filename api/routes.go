@@ -55,6 +55,7 @@ func (s *Server) table() []route {
 		{method: "GET", path: "/auth/me", access: loggedIn, tag: "auth", summary: "The caller and their token's claims", resp: meAnswer{}, status: 200, handle: s.me},
 		{method: "POST", path: "/users", access: admin, tag: "users", summary: "Create a user", body: NewUser{}, resp: User{}, status: 201, handle: s.createUser},
 		{method: "GET", path: "/users", access: admin, tag: "users", summary: "List users", resp: list[User]{}, status: 200, query: pageParams, handle: s.listUsers},
+		{method: "DELETE", path: "/users/:u", access: admin, tag: "users", summary: "Delete a user: their tokens stop working, their MQTT connections close", status: 204, handle: s.deleteUser},
 
 		{method: "POST", path: "/hospitals/:h/devices", access: admin, tag: "devices", summary: "Provision a device (its secret is shown once)", body: newDevice{}, resp: Device{}, status: 201, handle: s.provision},
 		{method: "GET", path: "/hospitals/:h/devices", access: staff, tag: "devices", summary: "List devices with assignment and online state", resp: list[Device]{}, status: 200, query: pageParams, handle: s.listDevices},
@@ -78,7 +79,8 @@ func (s *Server) table() []route {
 		{method: "GET", path: "/hospitals/:h/alerts/:id", access: staff, tag: "alerts", summary: "An alert and its history (audit trail)", resp: AlertDetail{}, status: 200, handle: s.getAlert},
 		{method: "POST", path: "/hospitals/:h/alerts/:id/ack", access: nurse, tag: "alerts", summary: "Acknowledge (409 unless active)", body: note{}, optional: true, resp: Alert{}, status: 200, handle: s.ack},
 		{method: "POST", path: "/hospitals/:h/alerts/:id/resolve", access: nurse, tag: "alerts", summary: "Resolve (409 once resolved)", body: note{}, optional: true, resp: Alert{}, status: 200, handle: s.resolve},
-		{method: "POST", path: "/hospitals/:h/broadcasts", access: clinician, tag: "alerts", summary: "Send a hospital_alert", body: NewBroadcast{}, resp: Broadcast{}, status: 201, handle: s.broadcast},
+		{method: "POST", path: "/hospitals/:h/broadcasts", access: clinician, tag: "alerts", summary: "Send a hospital_alert (stored, then published)", body: NewBroadcast{}, resp: Broadcast{}, status: 201, handle: s.broadcast},
+		{method: "GET", path: "/hospitals/:h/broadcasts", access: staff, tag: "alerts", summary: "Hospital alerts sent, newest first", resp: list[Broadcast]{}, status: 200, query: pageParams, handle: s.listBroadcasts},
 
 		{method: "POST", path: "/hospitals/:h/triage", access: nurse, tag: "triage", summary: "Open a triage case", body: NewTriage{}, resp: TriageCase{}, status: 201, handle: s.createTriage},
 		{method: "GET", path: "/hospitals/:h/triage", access: staff, tag: "triage", summary: "The triage queue", resp: list[TriageCase]{}, status: 200, query: pageParams, handle: s.listTriage},
@@ -148,6 +150,8 @@ func paramKind(k string) string {
 		return "triage case"
 	case "id":
 		return "alert"
+	case "u":
+		return "username"
 	}
 	return k
 }
@@ -333,6 +337,18 @@ func (s *Server) listUsers(c *gin.Context) {
 		return
 	}
 	ok(c, http.StatusOK, listOf(us, next))
+}
+
+func (s *Server) deleteUser(c *gin.Context) {
+	if c.Param("u") == principal(c).Subject {
+		fail(c, errCode("conflict", "you cannot delete yourself"))
+		return
+	}
+	if err := s.opts.Auth.DeleteUser(c.Request.Context(), c.Param("u")); err != nil {
+		fail(c, err)
+		return
+	}
+	ok(c, http.StatusNoContent, nil)
 }
 
 // --- devices ---
@@ -786,6 +802,20 @@ func (s *Server) broadcast(c *gin.Context) {
 		return
 	}
 	ok(c, http.StatusCreated, out)
+}
+
+func (s *Server) listBroadcasts(c *gin.Context) {
+	pg, err := page(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	xs, next, err := s.opts.Ward.ListBroadcasts(c.Request.Context(), c.Param("h"), pg)
+	if err != nil {
+		fail(c, cursorError(err, pg))
+		return
+	}
+	ok(c, http.StatusOK, listOf(xs, next))
 }
 
 // --- triage, beds, staff ---

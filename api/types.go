@@ -67,6 +67,8 @@ type Auth interface {
 	Verify(token string) (Principal, error)
 	CreateUser(ctx context.Context, u NewUser) (User, error)
 	ListUsers(ctx context.Context, pg Page) ([]User, string, error)
+	// DeleteUser removes a user; their tokens stop working and their connections close.
+	DeleteUser(ctx context.Context, username string) error
 }
 
 // User is a user as the API shows it (never the password hash).
@@ -259,6 +261,7 @@ type AlertChange struct {
 // Ward runs triage, beds, staff and broadcasts. Each change is stored, then published.
 type Ward interface {
 	Broadcast(ctx context.Context, h string, in NewBroadcast, actor string) (Broadcast, error)
+	ListBroadcasts(ctx context.Context, h string, pg Page) ([]Broadcast, string, error)
 	CreateTriage(ctx context.Context, h string, in NewTriage, actor string) (TriageCase, error)
 	UpdateTriage(ctx context.Context, h, id string, in TriagePatch, actor string) (TriageCase, error)
 	GetTriage(ctx context.Context, h, id string) (TriageCase, error)

@@ -24,6 +24,7 @@ type WardStore interface {
 	ListTriageCases(ctx context.Context, hospital string, pg store.Page) ([]store.TriageCase, string, error)
 	PutBed(ctx context.Context, b store.Bed) error
 	PutStaff(ctx context.Context, s store.StaffMember) error
+	CreateBroadcast(ctx context.Context, b store.Broadcast) error
 }
 
 // Detacher unassigns a discharged patient's devices.
@@ -102,16 +103,21 @@ func (w *Ward) notFound(err error, what, h, id string) error {
 	return err
 }
 
-// Broadcast publishes a hospital_alert on hospital/{h}/alerts.
-func (w *Ward) Broadcast(ctx context.Context, h, priority, message, actor string) (string, time.Time) {
+// Broadcast stores a hospital-wide alert, then publishes it as hospital_alert on
+// hospital/{h}/alerts.
+func (w *Ward) Broadcast(ctx context.Context, h, priority, message, actor string) (store.Broadcast, error) {
 	now := w.now()
-	id := w.pl.ids.next(now)
-	b, err := jsonEnvelope(Envelope{Type: TypeHospitalAlert, ID: id, TS: now, Hospital: h, Data: Broadcast{Priority: priority, Message: message, By: actor}})
-	if err == nil {
-		w.pl.publish(ctx, topics.HospitalAlerts(h), b, false)
+	b := store.Broadcast{Hospital: h, ID: w.pl.ids.next(now), Priority: priority, Message: message, By: actor, At: now}
+	if err := w.st.CreateBroadcast(ctx, b); err != nil {
+		return b, err
 	}
-	w.pl.log.Info("broadcast", "hospital", h, "priority", priority, "by", actor, "id", id)
-	return id, now
+	env, err := jsonEnvelope(Envelope{Type: TypeHospitalAlert, ID: b.ID, TS: now, Hospital: h, Data: Broadcast{Priority: priority, Message: message, By: actor}})
+	if err != nil {
+		return b, err
+	}
+	w.pl.publish(ctx, topics.HospitalAlerts(h), env, false)
+	w.pl.log.Info("broadcast", "hospital", h, "priority", priority, "by", actor, "id", b.ID)
+	return b, nil
 }
 
 // Triage statuses.

@@ -243,6 +243,16 @@ type Bed struct {
 	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
 }
 
+// Broadcast is a hospital-wide alert a clinician sent (hospital_alert).
+type Broadcast struct {
+	Hospital string    `json:"hospital" bson:"hospital"`
+	ID       string    `json:"id" bson:"id"` // sorts by time
+	Priority string    `json:"priority" bson:"priority"`
+	Message  string    `json:"message" bson:"message"`
+	By       string    `json:"by" bson:"by"`
+	At       time.Time `json:"at" bson:"at"`
+}
+
 // StaffMember is a clinician's availability.
 type StaffMember struct {
 	Hospital  string    `json:"hospital" bson:"hospital"`
@@ -343,6 +353,13 @@ type Staff interface {
 	ListStaff(ctx context.Context, hospital string, pg Page) ([]StaffMember, string, error)
 }
 
+// Broadcasts keeps hospital-wide alerts.
+type Broadcasts interface {
+	CreateBroadcast(ctx context.Context, b Broadcast) error // ErrConflict when the ID is taken
+	// ListBroadcasts returns a hospital's broadcasts, newest ID first.
+	ListBroadcasts(ctx context.Context, hospital string, pg Page) ([]Broadcast, string, error)
+}
+
 // Store is everything a backend implements.
 type Store interface {
 	Users
@@ -354,6 +371,7 @@ type Store interface {
 	Triage
 	Beds
 	Staff
+	Broadcasts
 	// Ping reports whether the backend answers.
 	Ping(ctx context.Context) error
 	// Close flushes and releases the backend.

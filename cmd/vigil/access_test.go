@@ -273,3 +273,27 @@ func TestAccessControl(t *testing.T) {
 		}
 	})
 }
+
+// TestDeletedUser: deleting a user closes their MQTT connections at once, and neither their
+// tokens nor a new connection work any more (tokens are stateless; the user is checked).
+func TestDeletedUser(t *testing.T) {
+	h := newHarness(t)
+	tok := h.user("leaving", "nurse", "h1")
+	c := h.mustConnect("web-leaving", "x", []byte(tok))
+	h.must(200, "GET", "/api/v1/auth/me", tok, nil)
+	h.must(409, "DELETE", "/api/v1/users/admin", h.admin, nil) // not yourself
+	h.must(403, "DELETE", "/api/v1/users/admin", tok, nil)
+	h.must(204, "DELETE", "/api/v1/users/leaving", h.admin, nil)
+	h.must(404, "DELETE", "/api/v1/users/leaving", h.admin, nil)
+	select {
+	case <-c.c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deleted user's MQTT connection stayed open")
+	}
+	if status, _ := h.do("GET", "/api/v1/auth/me", tok, nil); status != http.StatusUnauthorized {
+		t.Fatalf("a deleted user's token: %d; want 401", status)
+	}
+	if _, err := h.connect("web-leaving-2", "x", []byte(tok)); err == nil {
+		t.Fatal("a deleted user's token still connects to MQTT")
+	}
+}

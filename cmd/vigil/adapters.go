@@ -51,13 +51,21 @@ func (d deviceStore) PatientExists(ctx context.Context, h, p string) error {
 	return err
 }
 
-// tokenVerifier lets the broker verify browsers' JWTs.
-type tokenVerifier struct{ t *auth.Tokens }
+// tokenVerifier lets the broker verify browsers' JWTs (and that their user still exists).
+type tokenVerifier struct {
+	t *auth.Tokens
+	s *auth.Service
+}
 
 func (v tokenVerifier) VerifyToken(token string) (broker.Principal, error) {
 	c, err := v.t.Verify(token)
 	if err != nil {
 		return broker.Principal{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := v.s.GetUser(ctx, c.Subject); err != nil {
+		return broker.Principal{}, fmt.Errorf("user %s: %w", c.Subject, err)
 	}
 	return broker.Principal{Subject: c.Subject, Admin: c.Role == auth.RoleAdmin, Hospitals: c.Hospitals, Expires: c.ExpiresAt.Time}, nil
 }
@@ -84,7 +92,10 @@ func (e *deviceEvents) DeviceDisconnected(h, d string, clean bool) {
 func storePage(p api.Page) store.Page { return store.Page{Limit: p.Limit, Cursor: p.Cursor} }
 
 // authAPI serves the API's logins and users.
-type authAPI struct{ s *auth.Service }
+type authAPI struct {
+	s *auth.Service
+	v *vigil
+}
 
 func apiUser(u store.User) api.User {
 	hs := u.Hospitals
@@ -112,6 +123,16 @@ func (a authAPI) Verify(token string) (api.Principal, error) {
 	if err != nil {
 		return api.Principal{}, err
 	}
+	// Tokens are stateless: a deleted user's token would verify until it expires. One read
+	// per request makes deletion take effect at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.s.GetUser(ctx, c.Subject); err != nil {
+		if codeOf(err) == "not_found" {
+			return api.Principal{}, auth.ErrInvalidToken
+		}
+		return api.Principal{}, err
+	}
 	p := api.Principal{Subject: c.Subject, Role: string(c.Role), Hospitals: c.Hospitals, Issuer: c.Issuer, Audience: c.Audience}
 	if c.IssuedAt != nil {
 		p.IssuedAt = c.IssuedAt.Time
@@ -129,6 +150,16 @@ func (a authAPI) CreateUser(ctx context.Context, u api.NewUser) (api.User, error
 	}
 	su, err := a.s.CreateUser(ctx, u.Username, u.Password, role, u.Hospitals)
 	return apiUser(su), err
+}
+
+func (a authAPI) DeleteUser(ctx context.Context, username string) error {
+	if err := a.s.DeleteUser(ctx, username); err != nil {
+		return err
+	}
+	if a.v != nil && a.v.broker != nil {
+		a.v.broker.DisconnectUser(username)
+	}
+	return nil
 }
 
 func (a authAPI) ListUsers(ctx context.Context, pg api.Page) ([]api.User, string, error) {
@@ -421,9 +452,22 @@ func apiTriage(c store.TriageCase) api.TriageCase {
 		Status: c.Status, Assignee: c.Assignee, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
+func apiBroadcast(b store.Broadcast) api.Broadcast {
+	return api.Broadcast{ID: b.ID, Hospital: b.Hospital, Priority: b.Priority, Message: b.Message, By: b.By, TS: b.At}
+}
+
 func (w wardAPI) Broadcast(ctx context.Context, h string, in api.NewBroadcast, actor string) (api.Broadcast, error) {
-	id, ts := w.v.ward.Broadcast(ctx, h, in.Priority, in.Message, actor)
-	return api.Broadcast{ID: id, Hospital: h, Priority: in.Priority, Message: in.Message, By: actor, TS: ts}, nil
+	b, err := w.v.ward.Broadcast(ctx, h, in.Priority, in.Message, actor)
+	return apiBroadcast(b), err
+}
+
+func (w wardAPI) ListBroadcasts(ctx context.Context, h string, pg api.Page) ([]api.Broadcast, string, error) {
+	xs, next, err := w.v.st.ListBroadcasts(ctx, h, storePage(pg))
+	out := make([]api.Broadcast, len(xs))
+	for i, x := range xs {
+		out[i] = apiBroadcast(x)
+	}
+	return out, next, err
 }
 
 func (w wardAPI) CreateTriage(ctx context.Context, h string, in api.NewTriage, actor string) (api.TriageCase, error) {

@@ -252,6 +252,11 @@ func (w *apiWorld) routes() []apiRoute {
 			return "/users", map[string]any{"username": fresh("user"), "password": "long-enough-1", "role": "viewer", "hospitals": []string{"h1"}}
 		}},
 		{"GET", "/users", "admin", 200, fixedReq("/users", nil)},
+		{"DELETE", "/users/:u", "admin", 204, func(t *testing.T) (string, any) {
+			u := fresh("gone")
+			h.mustAPI(t, 201, "POST", "/users", h.admin, map[string]any{"username": u, "password": "long-enough-1", "role": "viewer", "hospitals": []string{"h1"}})
+			return "/users/" + u, nil
+		}},
 
 		{"POST", "/hospitals/:h/devices", "admin", 201, func(*testing.T) (string, any) {
 			return "/hospitals/h1/devices", map[string]string{"id": fresh("mon-new"), "model": "M-100"}
@@ -290,6 +295,7 @@ func (w *apiWorld) routes() []apiRoute {
 			return "/hospitals/h1/alerts/" + w.alerted(t) + "/resolve", map[string]string{"note": "treated"}
 		}},
 		{"POST", "/hospitals/:h/broadcasts", "clinician", 201, fixedReq("/hospitals/h1/broadcasts", map[string]string{"priority": "low", "message": "Fire drill at noon"})},
+		{"GET", "/hospitals/:h/broadcasts", "staff", 200, fixedReq("/hospitals/h1/broadcasts", nil)},
 
 		{"POST", "/hospitals/:h/triage", "nurse", 201, fixedReq("/hospitals/h1/triage", map[string]any{"level": 3, "complaint": "sprained ankle"})},
 		{"GET", "/hospitals/:h/triage", "staff", 200, fixedReq("/hospitals/h1/triage", nil)},
@@ -484,7 +490,7 @@ func TestAPIBadInput(t *testing.T) {
 	big := `{"message":"` + strings.Repeat("x", 65<<10) + `"}`
 	params := map[string]struct{ valid, kind string }{
 		"h": {"h1", "hospital"}, "d": {"mon-m", "device"}, "p": {"pm", "patient"}, "id": {alert, "alert"},
-		"c": {"tc-1", "triage case"}, "b": {"bed-1", "bed"}, "s": {"st-1", "staff"},
+		"c": {"tc-1", "triage case"}, "b": {"bed-1", "bed"}, "s": {"st-1", "staff"}, "u": {"nobody", "username"},
 	}
 	param := regexp.MustCompile(`:[a-z]+`)
 	fill := func(tmpl, bad, badID string) string {

@@ -175,3 +175,25 @@ func TestBadSamplesDoNotStopOthers(t *testing.T) {
 		t.Fatalf("metrics do not count refused samples by field:\n%s", grep(string(body), "refused"))
 	}
 }
+
+// TestBroadcastStoredThenPublished: a broadcast is stored (listed newest first) and published
+// as hospital_alert with the same ID.
+func TestBroadcastStoredThenPublished(t *testing.T) {
+	h := newHarness(t)
+	b := h.mustConnect("b", "x", []byte(h.admin))
+	b.mustSubscribe("hospital/h1/alerts")
+	var first, second struct{ ID, Message, By, Priority string }
+	json.Unmarshal(h.must(201, "POST", "/api/v1/hospitals/h1/broadcasts", h.admin, map[string]string{"priority": "high", "message": "Code blue, ward 3"}), &first)
+	json.Unmarshal(h.must(201, "POST", "/api/v1/hospitals/h1/broadcasts", h.admin, map[string]string{"priority": "low", "message": "Fire drill at noon"}), &second)
+	e := b.await("hospital_alert", func(e envelope) bool { return e.Type == "hospital_alert" && e.ID == first.ID })
+	var data struct{ Priority, Message, By string }
+	json.Unmarshal(e.Data, &data)
+	if data.Message != "Code blue, ward 3" || data.By != "admin" || data.Priority != "high" {
+		t.Fatalf("hospital_alert data = %+v", data)
+	}
+	var list struct{ Items []struct{ ID, Message string } }
+	json.Unmarshal(h.must(200, "GET", "/api/v1/hospitals/h1/broadcasts", h.admin, nil), &list)
+	if len(list.Items) != 2 || list.Items[0].ID != second.ID || list.Items[1].Message != "Code blue, ward 3" {
+		t.Fatalf("GET broadcasts = %+v; want both, newest first", list.Items)
+	}
+}

@@ -316,7 +316,7 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 			MQTTAddr: c.MQTTAddr, TLSAddr: c.MQTTSAddr, AllowedOrigins: origins,
 			Dir: filepath.Join(c.DataDir, "broker"), MaxPacketSize: uint32(c.MaxPacketSize), MaxConnections: int64(c.MaxConnections),
 			DeviceRate: c.DeviceRate, MaxInflight: c.maxInflight,
-			Devices: v.registry, Tokens: tokenVerifier{tokens}, Vitals: vitals, Events: events, Logger: log,
+			Devices: v.registry, Tokens: tokenVerifier{tokens, v.auth}, Vitals: vitals, Events: events, Logger: log,
 		}
 		if c.MQTTSAddr != "" {
 			tc, err := tlsConfig(c)
@@ -376,7 +376,7 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 		v.metrics.MustRegister(v.broker.Collector())
 	}
 	apiSrv := api.New(api.Options{
-		Auth: authAPI{v.auth}, Devices: devicesAPI{v}, Patients: patientsAPI{v}, Alerts: alertsAPI{v}, Ward: wardAPI{v},
+		Auth: authAPI{v.auth, v}, Devices: devicesAPI{v}, Patients: patientsAPI{v}, Alerts: alertsAPI{v}, Ward: wardAPI{v},
 		Scorer: v.pipeline, Stats: statsAPI{v}, AllowedOrigins: origins, Logger: log,
 	})
 	mux := http.NewServeMux()

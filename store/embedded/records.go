@@ -21,6 +21,7 @@ func openAlertKey(h, id string) string      { return "aopen/" + h + "/" + id }
 func stateKey(h, p string) string           { return "pstate/" + h + "/" + p }
 func triageKey(h, id string) string         { return "triage/" + h + "/" + id }
 func bedKey(h, id string) string            { return "bed/" + h + "/" + id }
+func broadcastKey(h, id string) string      { return "bcast/" + h + "/" + id }
 func staffKey(h, id string) string          { return "staff/" + h + "/" + id }
 
 // hospitalPrefix is the prefix of a kind's keys in hospital h, or of all its keys when h is "".
@@ -409,4 +410,48 @@ func (d *DB) GetStaff(ctx context.Context, h, id string) (store.StaffMember, err
 
 func (d *DB) ListStaff(ctx context.Context, h string, pg store.Page) ([]store.StaffMember, string, error) {
 	return jsonList[store.StaffMember](d, hospitalPrefix("staff", h), pg)
+}
+
+// --- broadcasts ---
+
+func (d *DB) CreateBroadcast(ctx context.Context, b store.Broadcast) error {
+	return notFound("broadcast "+b.ID, d.create(broadcastKey(b.Hospital, b.ID), b))
+}
+
+func (d *DB) ListBroadcasts(ctx context.Context, h string, pg store.Page) ([]store.Broadcast, string, error) {
+	if h == "" {
+		return nil, "", fmt.Errorf("broadcasts query without hospital: %w", store.ErrInvalid)
+	}
+	prefix := hospitalPrefix("bcast", h)
+	var out []store.Broadcast
+	var next string
+	err := d.use(func() error {
+		upper := prefixEnd([]byte(prefix))
+		if pg.Cursor != "" {
+			k, err := decodeCursor(pg.Cursor, prefix)
+			if err != nil {
+				return err
+			}
+			upper = append(k, 0)
+		}
+		it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		limit := pg.Size()
+		for ok := it.Last(); ok; ok = it.Prev() {
+			if len(out) == limit {
+				next = encodeCursor(it.Key())
+				break
+			}
+			var b store.Broadcast
+			if err := json.Unmarshal(it.Value(), &b); err != nil {
+				return err
+			}
+			out = append(out, b)
+		}
+		return it.Error()
+	})
+	return out, next, err
 }

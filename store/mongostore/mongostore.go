@@ -46,7 +46,7 @@ type Store struct {
 	opts   Options
 	log    *slog.Logger
 
-	users, devices, patients, vitals, alerts, states, triage, beds, staff *mongo.Collection
+	users, devices, patients, vitals, alerts, states, triage, beds, staff, broadcasts *mongo.Collection
 
 	indexed chan struct{} // closed once the indexes exist
 	stop    chan struct{}
@@ -108,21 +108,22 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	}
 	db := client.Database(dbName)
 	s := &Store{
-		client:   client,
-		db:       db,
-		opts:     opts,
-		log:      opts.Logger.With("component", "store.mongo", "database", dbName),
-		users:    db.Collection("users"),
-		devices:  db.Collection("devices"),
-		patients: db.Collection("patients"),
-		vitals:   db.Collection("vitals"),
-		alerts:   db.Collection("alerts"),
-		states:   db.Collection("patient_states"),
-		triage:   db.Collection("triage"),
-		beds:     db.Collection("beds"),
-		staff:    db.Collection("staff"),
-		indexed:  make(chan struct{}),
-		stop:     make(chan struct{}),
+		client:     client,
+		db:         db,
+		opts:       opts,
+		log:        opts.Logger.With("component", "store.mongo", "database", dbName),
+		users:      db.Collection("users"),
+		devices:    db.Collection("devices"),
+		patients:   db.Collection("patients"),
+		vitals:     db.Collection("vitals"),
+		alerts:     db.Collection("alerts"),
+		states:     db.Collection("patient_states"),
+		triage:     db.Collection("triage"),
+		beds:       db.Collection("beds"),
+		staff:      db.Collection("staff"),
+		broadcasts: db.Collection("broadcasts"),
+		indexed:    make(chan struct{}),
+		stop:       make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.maintain()
@@ -217,6 +218,7 @@ func (s *Store) createIndexes() error {
 		{s.triage, []index{idx("hospital_id", bson.D{{Key: "hospital", Value: 1}, {Key: "_id", Value: 1}})}},
 		{s.beds, []index{idx("hospital_id", bson.D{{Key: "hospital", Value: 1}, {Key: "_id", Value: 1}})}},
 		{s.staff, []index{idx("hospital_id", bson.D{{Key: "hospital", Value: 1}, {Key: "_id", Value: 1}})}},
+		{s.broadcasts, []index{idx("hospital_id_desc", bson.D{{Key: "hospital", Value: 1}, {Key: "_id", Value: -1}})}},
 	}
 	for _, set := range sets {
 		// Create only the missing ones: asking again for an existing index is harmless on

@@ -55,6 +55,11 @@ type bedDoc struct {
 	store.Bed `bson:",inline"`
 }
 
+type broadcastDoc struct {
+	ID              string `bson:"_id"`
+	store.Broadcast `bson:",inline"`
+}
+
 type staffDoc struct {
 	ID                string `bson:"_id"`
 	store.StaffMember `bson:",inline"`
@@ -613,4 +618,18 @@ func (s *Store) GetStaff(ctx context.Context, h, id string) (store.StaffMember, 
 
 func (s *Store) ListStaff(ctx context.Context, h string, pg store.Page) ([]store.StaffMember, string, error) {
 	return page(ctx, s, s.staff, byHospital(h), 1, pg, func(d staffDoc) store.StaffMember { return d.StaffMember })
+}
+
+// --- broadcasts ---
+
+func (s *Store) CreateBroadcast(ctx context.Context, b store.Broadcast) error {
+	id := hid(b.Hospital, b.ID)
+	return what("broadcast", b.ID, s.insert(ctx, s.broadcasts, broadcastDoc{id, b}))
+}
+
+func (s *Store) ListBroadcasts(ctx context.Context, h string, pg store.Page) ([]store.Broadcast, string, error) {
+	if h == "" {
+		return nil, "", fmt.Errorf("broadcasts query without hospital: %w", store.ErrInvalid)
+	}
+	return page(ctx, s, s.broadcasts, byHospital(h), -1, pg, func(d broadcastDoc) store.Broadcast { return d.Broadcast })
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, f Factory) {
 		{"PatientStates", testPatientStates},
 		{"Triage", testTriage},
 		{"BedsAndStaff", testBedsAndStaff},
+		{"Broadcasts", testBroadcasts},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Reopen", testReopen},
 		{"BatcherDurable", testBatcherDurable},
@@ -685,5 +686,27 @@ func testBatcherDurable(t *testing.T, f Factory) {
 	q0, _, err := s.ListSamples(ctx, store.SampleQuery{Hospital: "h1", Patient: "q0"}, store.Page{})
 	if err != nil || len(q0) != 10 {
 		t.Fatalf("enqueued samples stored = %d, %v; want 10", len(q0), err)
+	}
+}
+
+func testBroadcasts(t *testing.T, f Factory) {
+	s := f.Open(t)
+	for i := range 7 {
+		h := "h1"
+		if i == 3 {
+			h = "h10"
+		}
+		must(t, s.CreateBroadcast(ctx, store.Broadcast{Hospital: h, ID: fmt.Sprintf("B%03d", i), Priority: "high", Message: fmt.Sprintf("m%d", i), By: "dr.who", At: base.Add(time.Duration(i) * time.Minute)}), "CreateBroadcast")
+	}
+	wantErr(t, s.CreateBroadcast(ctx, store.Broadcast{Hospital: "h1", ID: "B000"}), store.ErrConflict, "CreateBroadcast(existing)")
+	got := collect(t, 2, func(pg store.Page) ([]store.Broadcast, string, error) { return s.ListBroadcasts(ctx, "h1", pg) })
+	if len(got) != 6 {
+		t.Fatalf("ListBroadcasts(h1) = %d; want 6", len(got))
+	}
+	if got[0].ID != "B006" || got[5].ID != "B000" || got[0].Message != "m6" || got[0].By != "dr.who" || !got[0].At.Equal(base.Add(6*time.Minute)) {
+		t.Fatalf("ListBroadcasts(h1) = %+v; want newest first", got)
+	}
+	if h10, _, err := s.ListBroadcasts(ctx, "h10", store.Page{}); err != nil || len(h10) != 1 {
+		t.Fatalf("ListBroadcasts(h10) = %d, %v; want 1", len(h10), err)
 	}
 }
