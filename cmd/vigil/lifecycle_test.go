@@ -191,7 +191,9 @@ func TestBroadcastStoredThenPublished(t *testing.T) {
 	if data.Message != "Code blue, ward 3" || data.By != "admin" || data.Priority != "high" {
 		t.Fatalf("hospital_alert data = %+v", data)
 	}
-	var list struct{ Items []struct{ ID, Message string } }
+	var list struct {
+		Items []struct{ ID, Message string }
+	}
 	json.Unmarshal(h.must(200, "GET", "/api/v1/hospitals/h1/broadcasts", h.admin, nil), &list)
 	if len(list.Items) != 2 || list.Items[0].ID != second.ID || list.Items[1].Message != "Code blue, ward 3" {
 		t.Fatalf("GET broadcasts = %+v; want both, newest first", list.Items)
