@@ -112,7 +112,11 @@ func (a *access) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool 
 	}
 	user, pass := string(pk.Connect.Username), pk.Connect.Password
 
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+	conn := cl.Net.Conn
+	if sc, ok := conn.(*sendConn); ok {
+		conn = sc.NetConn()
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
 		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 {
 			cn := st.VerifiedChains[0][0].Subject.CommonName
 			if cl.ID != cn || (user != "" && user != cn) {
@@ -192,6 +196,9 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if s == nil {
 		return
 	}
+	if sc, ok := cl.Net.Conn.(*sendConn); ok {
+		sc.setClient(cl.ID)
+	}
 	a.away.Delete(cl.ID)
 	if a.b.persist != nil && persistent(cl) {
 		a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal})
@@ -260,6 +267,9 @@ func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	s := a.session(cl)
 	away := false
 	if s == nil && !write && cl.Closed() {
+		if !persistent(cl) {
+			return false // a clean session being torn down: nothing to deliver to
+		}
 		s, away = a.awaySession(cl), true
 	}
 	if s == nil {

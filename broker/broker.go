@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -52,11 +53,17 @@ type Options struct {
 
 	MaxPacketSize    uint32        // default 64 KiB
 	MaxConnections   int64         // default 50,000
-	MaxPendingWrites int32         // per client queue of outgoing packets, default 1024
+	MaxPendingWrites int32         // per client queue of outgoing packets, default 128 (they pass at once to the send buffer)
+	MaxSendBuffer    int           // unsent bytes per connection before it is disconnected, default 16 MiB
+	WriteTimeout     time.Duration // a write taking longer means a dead client, default 30 s
 	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 8192 (a subscriber reaching it is disconnected)
 	SessionExpiry    time.Duration // how long a disconnected persistent session is kept, default 24 h
 	DeviceRate       float64       // publishes per second per device, default 20
 	DeviceBurst      int           // default DeviceRate
+
+	// Volatile names retained topics that are not kept across restarts because their publisher
+	// republishes them (Vigil's risk, one per sample). Nil keeps every retained message.
+	Volatile func(topic string) bool
 
 	Devices Devices
 	Tokens  TokenVerifier
@@ -75,7 +82,13 @@ func (o *Options) defaults() {
 		o.MaxConnections = 50_000
 	}
 	if o.MaxPendingWrites == 0 {
-		o.MaxPendingWrites = 1024
+		o.MaxPendingWrites = 128
+	}
+	if o.MaxSendBuffer == 0 {
+		o.MaxSendBuffer = 16 << 20
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 30 * time.Second
 	}
 	if o.MaxInflight == 0 {
 		// Room for a large hospital's retained messages, which arrive in one burst when a
@@ -192,7 +205,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	if opts.Dir != "" {
-		p, err := openPersistence(filepath.Clean(opts.Dir), opts.SyncEvery, log)
+		p, err := openPersistence(filepath.Clean(opts.Dir), opts.SyncEvery, opts.Volatile, log)
 		if err != nil {
 			return nil, err
 		}
@@ -232,16 +245,16 @@ func MochiOptions(opts Options) *mqtt.Options {
 // Start restores persisted state and opens the listeners.
 func (b *Broker) Start() error {
 	if b.opts.MQTTAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.wrap, b.log)); err != nil {
 			return fmt.Errorf("mqtt listener %s: %w", b.opts.MQTTAddr, err)
 		}
 	}
 	if b.opts.TLSAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.wrap, b.log)); err != nil {
 			return fmt.Errorf("mqtts listener %s: %w", b.opts.TLSAddr, err)
 		}
 	}
-	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.log, b.stats)
+	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.wrap, b.log, b.stats)
 	if err := b.server.AddListener(b.ws); err != nil {
 		return err
 	}
@@ -250,6 +263,15 @@ func (b *Broker) Start() error {
 	}
 	go b.access.watch()
 	return nil
+}
+
+// wrap gives a new connection its elastic send buffer (see sendConn).
+func (b *Broker) wrap(c net.Conn) net.Conn {
+	return newSendConn(c, b.opts.MaxSendBuffer, b.opts.WriteTimeout, func(client, topic string) {
+		b.stats.dropped("send_buffer_full")
+		b.log.Warn("subscriber cannot keep up; disconnecting it so it reconnects and catches up",
+			"client", client, "remote", c.RemoteAddr().String(), "topic", topic, "reason", "send_buffer_full")
+	})
 }
 
 // Addr returns the address of a listener ("tcp" or "tls") once started, e.g. to learn the

@@ -21,6 +21,7 @@ type tcpListener struct {
 	id, addr string
 	tls      *tls.Config
 	log      *slog.Logger
+	wrap     func(net.Conn) net.Conn
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -29,8 +30,8 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, addr string, tc *tls.Config, log *slog.Logger) *tcpListener {
-	return &tcpListener{id: id, addr: addr, tls: tc, log: log.With("listener", id)}
+func newTCPListener(id, addr string, tc *tls.Config, wrap func(net.Conn) net.Conn, log *slog.Logger) *tcpListener {
+	return &tcpListener{id: id, addr: addr, tls: tc, wrap: wrap, log: log.With("listener", id)}
 }
 
 func (l *tcpListener) ID() string { return l.id }
@@ -74,7 +75,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		go func() {
-			if err := establish(l.id, conn); err != nil {
+			if err := establish(l.id, l.wrap(conn)); err != nil {
 				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -97,6 +98,7 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 // origin) of the API and the dashboard. It refuses upgrades from origins not allowed.
 type wsListener struct {
 	id       string
+	wrap     func(net.Conn) net.Conn
 	log      *slog.Logger
 	stats    *Stats
 	origins  []string
@@ -109,8 +111,8 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, origins []string, log *slog.Logger, stats *Stats) *wsListener {
-	l := &wsListener{id: id, log: log.With("listener", id), stats: stats, origins: origins}
+func newWSListener(id string, origins []string, wrap func(net.Conn) net.Conn, log *slog.Logger, stats *Stats) *wsListener {
+	l := &wsListener{id: id, wrap: wrap, log: log.With("listener", id), stats: stats, origins: origins}
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:    []string{"mqtt"},
 		ReadBufferSize:  1024,
@@ -162,7 +164,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	conn := &wsConn{ws: ws}
+	conn := l.wrap(&wsConn{ws: ws})
 	if err := establish(l.id, conn); err != nil {
 		l.log.Debug("connection ended", "remote", r.RemoteAddr, "err", err)
 	}

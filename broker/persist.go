@@ -28,6 +28,11 @@ type persistence struct {
 	log   *slog.Logger
 	dirty atomic.Bool
 	every time.Duration
+	// clients may have state stored (persistent sessions, and those restored at start).
+	clients sync.Map
+	// volatile reports retained topics Vigil publishes often and republishes at start (risk):
+	// not kept, which saves a write per sample.
+	volatile func(topic string) bool
 
 	mu     sync.RWMutex // guards db against use after close
 	closed bool
@@ -35,12 +40,12 @@ type persistence struct {
 	done   chan struct{}
 }
 
-func openPersistence(dir string, every time.Duration, log *slog.Logger) (*persistence, error) {
+func openPersistence(dir string, every time.Duration, volatile func(string) bool, log *slog.Logger) (*persistence, error) {
 	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
 	if err != nil {
 		return nil, fmt.Errorf("broker state in %s: %w", dir, err)
 	}
-	p := &persistence{db: db, log: log.With("part", "persistence"), every: every, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &persistence{db: db, log: log.With("part", "persistence"), every: every, volatile: volatile, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.syncLoop()
 	return p, nil
 }
@@ -183,10 +188,14 @@ func (p *persistence) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if !persistent(cl) {
-		// A clean start replaces whatever an earlier session left.
-		p.forget(cl.ID)
+		// A clean start replaces whatever an earlier session left (if it left anything: most
+		// clients never had a persistent session, and a deletion costs a write).
+		if p.known(cl.ID) {
+			p.forget(cl.ID)
+		}
 		return
 	}
+	p.remember(cl.ID)
 	p.set(clientKey(cl.ID), storage.Client{
 		ID:              cl.ID,
 		T:               "client",
@@ -211,7 +220,16 @@ func (p *persistence) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	})
 }
 
+// known reports whether state may be stored for client id; remember notes that it is.
+func (p *persistence) known(id string) bool {
+	_, ok := p.clients.Load(id)
+	return ok
+}
+
+func (p *persistence) remember(id string) { p.clients.Store(id, struct{}{}) }
+
 func (p *persistence) forget(id string) {
+	p.clients.Delete(id)
 	p.del(clientKey(id))
 	p.del(grantKey(id))
 	p.delPrefix(subPrefix(id))
@@ -219,12 +237,16 @@ func (p *persistence) forget(id string) {
 }
 
 func (p *persistence) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	if expire && !cl.IsTakenOver() {
+	if expire && !cl.IsTakenOver() && p.known(cl.ID) {
 		p.forget(cl.ID)
 	}
 }
 
-func (p *persistence) OnClientExpired(cl *mqtt.Client) { p.forget(cl.ID) }
+func (p *persistence) OnClientExpired(cl *mqtt.Client) {
+	if p.known(cl.ID) {
+		p.forget(cl.ID)
+	}
+}
 
 func (p *persistence) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if cl.Net.Inline || !persistent(cl) {
@@ -248,6 +270,9 @@ func (p *persistence) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (p *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if cl.Net.Inline && p.volatile != nil && p.volatile(pk.TopicName) {
+		return // Vigil republishes these itself after a restart
+	}
 	if r == -1 {
 		p.del(retainedKey(pk.TopicName))
 		return
@@ -322,7 +347,13 @@ func scan[T any](p *persistence, prefix string) ([]T, error) {
 	return out, it.Error()
 }
 
-func (p *persistence) StoredClients() ([]storage.Client, error) { return scan[storage.Client](p, "c/") }
+func (p *persistence) StoredClients() ([]storage.Client, error) {
+	cs, err := scan[storage.Client](p, "c/")
+	for _, c := range cs {
+		p.remember(c.ID)
+	}
+	return cs, err
+}
 
 func (p *persistence) StoredSubscriptions() ([]storage.Subscription, error) {
 	return scan[storage.Subscription](p, "s/")

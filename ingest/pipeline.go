@@ -62,6 +62,8 @@ type Pipeline struct {
 
 	devMu    sync.Mutex
 	assigned map[string]key // device -> patient
+
+	statuses chan statusEvent
 }
 
 type key struct{ h, p string }
@@ -70,7 +72,7 @@ type key struct{ h, p string }
 func New(st Store, samples Samples, pub Publisher, opts Options) *Pipeline {
 	opts.defaults()
 	p := &Pipeline{opts: opts, st: st, samples: samples, pub: pub, log: opts.Logger.With("component", "ingest"),
-		m: newMetrics(), stop: make(chan struct{}), assigned: map[string]key{}}
+		m: newMetrics(), stop: make(chan struct{}), assigned: map[string]key{}, statuses: make(chan statusEvent, 4096)}
 	empty := map[key]struct{}{}
 	p.admitted.Store(&empty)
 	for i := range opts.Workers {
@@ -123,6 +125,8 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.wg.Add(1)
 		go w.run()
 	}
+	p.wg.Add(1)
+	go p.publishStatuses()
 	p.log.Info("ingest started", "patients", len(recs), "open_alerts", len(open), "workers", len(p.workers))
 	return nil
 }
@@ -396,11 +400,12 @@ func (p *Pipeline) DeviceAssigned(ctx context.Context, h, device, pt string) {
 	}
 }
 
-// DeviceConnected and DeviceDisconnected come from the broker.
+// DeviceConnected and DeviceDisconnected come from the broker, on the device's connection
+// goroutine: they only queue work (the alarm state to the patient's worker, the device_status
+// event to the status publisher, in order), so a connection's goroutine stays light.
 func (p *Pipeline) DeviceConnected(h, device string) {
 	p.deviceEvent(h, device, devConnected)
-	p.publishEnvelope(context.Background(), topics.DeviceStatus(h, device), TypeDeviceStatus, h, "",
-		DeviceStatus{Device: device, Status: "online", Patient: p.patientOf(device)}, true)
+	p.queueStatus(h, device, "online")
 }
 
 // DeviceDisconnected: clean is a DISCONNECT the device sent; anything else is unexpected and
@@ -411,8 +416,43 @@ func (p *Pipeline) DeviceDisconnected(h, device string, clean bool) {
 		op = devLeft
 	}
 	p.deviceEvent(h, device, op)
-	p.publishEnvelope(context.Background(), topics.DeviceStatus(h, device), TypeDeviceStatus, h, "",
-		DeviceStatus{Device: device, Status: "offline", Patient: p.patientOf(device)}, true)
+	p.queueStatus(h, device, "offline")
+}
+
+type statusEvent struct{ h, device, status string }
+
+func (p *Pipeline) queueStatus(h, device, status string) {
+	if p.closed.Load() {
+		return
+	}
+	select {
+	case p.statuses <- statusEvent{h, device, status}:
+	case <-p.stop:
+	}
+}
+
+// publishStatuses publishes device_status events (retained) in the order they came.
+func (p *Pipeline) publishStatuses() {
+	defer p.wg.Done()
+	publish := func(e statusEvent) {
+		p.publishEnvelope(context.Background(), topics.DeviceStatus(e.h, e.device), TypeDeviceStatus, e.h, "",
+			DeviceStatus{Device: e.device, Status: e.status, Patient: p.patientOf(e.device)}, true)
+	}
+	for {
+		select {
+		case e := <-p.statuses:
+			publish(e)
+		case <-p.stop:
+			for {
+				select {
+				case e := <-p.statuses:
+					publish(e)
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 func (p *Pipeline) patientOf(device string) string {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/store/embedded"
 	"github.com/vigilhq/vigil/store/mongostore"
+	"github.com/vigilhq/vigil/topics"
 	"github.com/vigilhq/vigil/web"
 )
 
@@ -63,6 +65,7 @@ type config struct {
 	Shared             bool
 	Tick               time.Duration
 	ShutdownTimeout    time.Duration
+	PprofAddr          string
 
 	// maxInflight limits the unacknowledged QoS 1 messages per MQTT client (zero: the broker's
 	// default).
@@ -99,6 +102,7 @@ func (c *config) flags(s *settings) {
 	s.Var(uint16Value{&c.maxInflight}, "max-inflight", "VIGIL_MAX_INFLIGHT", "most unacknowledged QoS 1 messages per MQTT client; one reaching it is disconnected and catches up (0: 8192)")
 	s.Float(&c.DeviceRate, "device-rate", "VIGIL_DEVICE_RATE", 20, "most publishes per second per device (excess refused with MQTT 5 reason 0x97)")
 	s.Duration(&c.Tick, "tick", "VIGIL_TICK", time.Second, "how often timers (delays, escalations, silence) are checked")
+	s.String(&c.PprofAddr, "pprof-addr", "VIGIL_PPROF_ADDR", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it)")
 	s.Duration(&c.ShutdownTimeout, "shutdown-timeout", "VIGIL_SHUTDOWN_TIMEOUT", 20*time.Second, "how long a graceful shutdown may take")
 }
 
@@ -129,6 +133,11 @@ func (c *config) check() error {
 	if c.MongoURI != "" {
 		if _, err := mongostore.ParseURI(c.MongoURI); err != nil {
 			return fmt.Errorf("--mongo-uri: %v", err)
+		}
+	}
+	if c.PprofAddr != "" {
+		if err := checkAddr("pprof-addr", c.PprofAddr); err != nil {
+			return err
 		}
 	}
 	if c.BrokerURL != "" {
@@ -220,6 +229,7 @@ type vigil struct {
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
 	app      atomic.Pointer[appHandler] // the full HTTP surface, once started
+	pprof    *http.Server
 	started  atomic.Bool
 }
 
@@ -248,6 +258,11 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 	}
 	if serving != nil {
 		serving <- v
+	}
+	if c.PprofAddr != "" {
+		if err := v.servePprof(c.PprofAddr); err != nil {
+			return nil, err
+		}
 	}
 
 	// Store.
@@ -315,7 +330,7 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 		bo := broker.Options{
 			MQTTAddr: c.MQTTAddr, TLSAddr: c.MQTTSAddr, AllowedOrigins: origins,
 			Dir: filepath.Join(c.DataDir, "broker"), MaxPacketSize: uint32(c.MaxPacketSize), MaxConnections: int64(c.MaxConnections),
-			DeviceRate: c.DeviceRate, MaxInflight: c.maxInflight,
+			DeviceRate: c.DeviceRate, MaxInflight: c.maxInflight, Volatile: riskTopic,
 			Devices: v.registry, Tokens: tokenVerifier{tokens, v.auth}, Vitals: vitals, Events: events, Logger: log,
 		}
 		if c.MQTTSAddr != "" {
@@ -435,6 +450,25 @@ func (v *vigil) seedAssignments(ctx context.Context) error {
 
 type appHandler struct{ http.Handler }
 
+// servePprof serves Go's profiler on its own listener, for finding bottlenecks (off unless
+// --pprof-addr is set; it must stay on a private address).
+func (v *vigil) servePprof(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	v.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go v.pprof.Serve(ln)
+	v.log.Info("profiler serving", "addr", ln.Addr().String())
+	return nil
+}
+
 // serveHTTP starts the HTTP server with the health endpoints; the rest follows once started.
 func (v *vigil) serveHTTP() error {
 	c := v.cfg
@@ -505,6 +539,9 @@ func (v *vigil) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), max(v.cfg.ShutdownTimeout, time.Second))
 	defer cancel()
 	var errs []error
+	if v.pprof != nil {
+		v.pprof.Close()
+	}
 	if v.http != nil {
 		errs = append(errs, v.http.Shutdown(ctx))
 	} else if v.httpLn != nil {
@@ -576,6 +613,13 @@ func tlsConfig(c config) (*tls.Config, error) {
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	return tc, nil
+}
+
+// riskTopic reports a patient's risk topic: its retained message changes with nearly every
+// sample and the pipeline republishes it at start, so the broker need not keep it on disk.
+func riskTopic(topic string) bool {
+	t, err := topics.Parse(topic)
+	return err == nil && t.Kind == topics.KindRisk
 }
 
 // none maps a setting of 0 ("no delay") to ingest's negative "none" (its 0 means "default").

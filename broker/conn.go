@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errSendBuffer is the error of a write to a connection whose unsent bytes passed the limit.
+var errSendBuffer = errors.New("send buffer full: the client does not read fast enough")
+
+// sendConn gives every connection an elastic send buffer. mochi's writer goroutine writes each
+// packet to the connection; with sendConn that write only appends to the buffer, and a flusher
+// goroutine (running only while there is something to send) writes out what has piled up in as
+// few system calls as it can. So a burst (a dashboard subscribing to a hospital's retained state)
+// never overflows mochi's small per-client queue, an idle connection holds no buffer at all,
+// and a client that stops reading is found by the byte limit: it is disconnected (and counted)
+// instead of silently missing messages.
+type sendConn struct {
+	net.Conn
+	max      int                        // most unsent bytes
+	timeout  time.Duration              // a write taking longer is a dead client
+	overflow func(client, topic string) // called once when the limit is passed
+	client   atomic.Value               // the MQTT client ID, once authenticated (for the log)
+
+	mu      sync.Mutex
+	buf     []byte // unsent bytes
+	spare   []byte // the buffer being written, reused for the next round
+	writing bool   // a flusher runs
+	closing bool
+	err     error
+}
+
+func newSendConn(c net.Conn, max int, timeout time.Duration, overflow func(client, topic string)) *sendConn {
+	return &sendConn{Conn: c, max: max, timeout: timeout, overflow: overflow}
+}
+
+// setClient records the MQTT client ID of the connection.
+func (c *sendConn) setClient(id string) { c.client.Store(id) }
+
+// publishTopic returns the topic of the PUBLISH packet b starts with, or "".
+func publishTopic(b []byte) string {
+	if len(b) < 2 || b[0]>>4 != 3 {
+		return ""
+	}
+	i := 1
+	for ; i < len(b) && i < 5 && b[i]&0x80 != 0; i++ { // remaining length: a varint
+	}
+	i++
+	if i+2 > len(b) {
+		return ""
+	}
+	n := int(b[i])<<8 | int(b[i+1])
+	if i+2+n > len(b) {
+		return ""
+	}
+	return string(b[i+2 : i+2+n])
+}
+
+// NetConn returns the wrapped connection (the TLS state of a device certificate lives there).
+func (c *sendConn) NetConn() net.Conn { return c.Conn }
+
+func (c *sendConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.err != nil || c.closing {
+		err := c.err
+		c.mu.Unlock()
+		if err == nil {
+			err = net.ErrClosed
+		}
+		return 0, err
+	}
+	if len(c.buf)+len(p) > c.max {
+		c.err = errSendBuffer
+		c.mu.Unlock()
+		if c.overflow != nil {
+			id, _ := c.client.Load().(string)
+			c.overflow(id, publishTopic(p))
+		}
+		c.Conn.Close()
+		return 0, errSendBuffer
+	}
+	if !c.writing && len(c.buf) == 0 {
+		return c.writeNow(p)
+	}
+	c.buf = append(c.buf, p...)
+	if !c.writing {
+		c.startFlusher()
+	}
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// fastWrite bounds the direct write: a socket with room takes it in microseconds; one that is
+// full hands the rest to the flusher.
+const fastWrite = 2 * time.Millisecond
+
+// writeNow is the common case: nothing is waiting, so p is written directly, in the caller's
+// goroutine (no hand-off). Called with mu held; returns with it released.
+func (c *sendConn) writeNow(p []byte) (int, error) {
+	c.writing = true // writes arriving meanwhile queue behind p
+	c.mu.Unlock()
+	c.Conn.SetWriteDeadline(time.Now().Add(fastWrite))
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ne net.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &ne) && ne.Timeout():
+		rest := make([]byte, 0, len(p)-n+len(c.buf))
+		c.buf = append(append(rest, p[n:]...), c.buf...)
+	default:
+		c.writing = false
+		if c.err == nil {
+			c.err = err
+		}
+		go c.Conn.Close()
+		return n, err
+	}
+	if len(c.buf) == 0 {
+		c.writing = false
+		if c.closing {
+			go c.Conn.Close()
+		}
+		return len(p), nil
+	}
+	c.startFlusher()
+	return len(p), nil
+}
+
+// startFlusher starts a flusher; called with mu held and writing set or about to be.
+func (c *sendConn) startFlusher() {
+	c.writing = true
+	go c.flush()
+}
+
+// flush writes the buffer out until it is empty, then exits; idle connections keep no goroutine
+// and no buffer.
+func (c *sendConn) flush() {
+	for {
+		c.mu.Lock()
+		if len(c.buf) == 0 || c.err != nil {
+			c.writing = false
+			closing := c.closing
+			c.buf, c.spare = nil, nil
+			c.mu.Unlock()
+			if closing {
+				c.Conn.Close()
+			}
+			return
+		}
+		data := c.buf
+		c.buf = c.spare
+		c.spare = nil
+		deadline := c.timeout
+		if c.closing {
+			deadline = 500 * time.Millisecond // the last packets (a DISCONNECT with its reason)
+		}
+		c.mu.Unlock()
+
+		c.Conn.SetWriteDeadline(time.Now().Add(deadline))
+		_, err := c.Conn.Write(data)
+
+		c.mu.Lock()
+		if cap(data) <= 64<<10 {
+			c.spare = data[:0]
+		}
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.Conn.Close()
+		}
+	}
+}
+
+// Close stops reading at once; unsent bytes still get a short time to go out (mochi sends a
+// DISCONNECT with its reason just before closing), then the connection closes.
+func (c *sendConn) Close() error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closing = true
+	writing := c.writing
+	c.mu.Unlock()
+	if !writing {
+		return c.Conn.Close()
+	}
+	// The flusher closes the connection when it is done; unblock the reader now.
+	if tc, ok := c.Conn.(interface{ CloseRead() error }); ok {
+		tc.CloseRead()
+	} else {
+		c.Conn.SetReadDeadline(time.Now())
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+	return nil
+}
+
+// SetDeadline applies to reads only (mochi's keepalive); writes have their own timeout.
+func (c *sendConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline is ignored: the flusher sets its own for each write.
+func (c *sendConn) SetWriteDeadline(time.Time) error { return nil }

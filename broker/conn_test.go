@@ -1,0 +1,167 @@
+package broker
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a real loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-acc
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// TestSendConnOrder: writes arrive complete and in order, however they are batched.
+func TestSendConnOrder(t *testing.T) {
+	srv, cli := tcpPair(t)
+	sc := newSendConn(srv, 1<<20, 5*time.Second, nil)
+	var want bytes.Buffer
+	for i := range 2000 {
+		p := bytes.Repeat([]byte{byte(i)}, 1+i%300)
+		want.Write(p)
+		if _, err := sc.Write(p); err != nil {
+			t.Fatalf("Write #%d: %v", i, err)
+		}
+	}
+	got := make([]byte, want.Len())
+	cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(cli, got); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("bytes arrived out of order or damaged")
+	}
+}
+
+// TestSendConnOverflow: a client that stops reading is cut off at the byte limit, once, and the
+// overflow names the topic of the packet that did not fit.
+func TestSendConnOverflow(t *testing.T) {
+	srv, _ := tcpPair(t) // the client never reads
+	var calls atomic.Int32
+	var topic atomic.Value
+	sc := newSendConn(srv, 64<<10, 5*time.Second, func(client, tp string) { calls.Add(1); topic.Store(tp) })
+	sc.setClient("slow")
+	pkt := publishPacket("hospital/h1/alerts", bytes.Repeat([]byte("x"), 1000))
+	var err error
+	for i := 0; i < 100_000 && err == nil; i++ {
+		_, err = sc.Write(pkt)
+	}
+	if err != errSendBuffer {
+		t.Fatalf("writing to a client that never reads: %v; want errSendBuffer", err)
+	}
+	if _, err := sc.Write(pkt); err == nil {
+		t.Fatal("a write after the overflow succeeded")
+	}
+	if calls.Load() != 1 || topic.Load() != "hospital/h1/alerts" {
+		t.Fatalf("overflow reported %d times with topic %v; want once with hospital/h1/alerts", calls.Load(), topic.Load())
+	}
+}
+
+// TestSendConnCloseFlushes: bytes written just before Close (a DISCONNECT) still go out, and the
+// reader is unblocked at once.
+func TestSendConnCloseFlushes(t *testing.T) {
+	srv, cli := tcpPair(t)
+	sc := newSendConn(srv, 1<<20, 5*time.Second, nil)
+	read := make(chan error, 1)
+	go func() {
+		_, err := sc.Read(make([]byte, 1))
+		read <- err
+	}()
+	sc.Write([]byte{0xe0, 0x01, 0x87}) // DISCONNECT, not authorized
+	sc.Close()
+	select {
+	case <-read:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock the reader")
+	}
+	got := make([]byte, 3)
+	cli.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, []byte{0xe0, 0x01, 0x87}) {
+		t.Fatalf("client read % x, %v; want the DISCONNECT", got, err)
+	}
+	if _, err := cli.Read(got); err == nil {
+		t.Fatal("the connection stayed open after Close")
+	}
+}
+
+// TestSendConnIdle: an idle connection keeps no buffer and no flusher.
+func TestSendConnIdle(t *testing.T) {
+	srv, cli := tcpPair(t)
+	sc := newSendConn(srv, 1<<20, 5*time.Second, nil)
+	sc.Write(make([]byte, 10_000))
+	io.ReadFull(cli, make([]byte, 10_000))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		sc.mu.Lock()
+		idle := !sc.writing && sc.buf == nil && sc.spare == nil
+		sc.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the send buffer is still held after everything was sent")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPublishTopic(t *testing.T) {
+	tests := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"publish", publishPacket("a/b", []byte("x")), "a/b"},
+		{"long remaining length", publishPacket("hospital/h1/alerts", make([]byte, 20_000)), "hospital/h1/alerts"},
+		{"puback", []byte{0x40, 0x02, 0x00, 0x01}, ""},
+		{"truncated", []byte{0x30, 0x05, 0x00}, ""},
+		{"empty", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := publishTopic(tt.b); got != tt.want {
+				t.Fatalf("publishTopic(% x...) = %q; want %q", tt.b[:min(len(tt.b), 8)], got, tt.want)
+			}
+		})
+	}
+}
+
+// publishPacket encodes a QoS 0 MQTT PUBLISH.
+func publishPacket(topic string, payload []byte) []byte {
+	body := append([]byte{byte(len(topic) >> 8), byte(len(topic))}, topic...)
+	body = append(body, payload...)
+	out := []byte{0x30}
+	n := len(body)
+	for {
+		b := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			b |= 0x80
+		}
+		out = append(out, b)
+		if n == 0 {
+			break
+		}
+	}
+	return append(out, body...)
+}
