@@ -71,12 +71,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
 	log := opts.Logger.With("component", "store.embedded")
-	pdb, err := pebble.Open(dir, &pebble.Options{
-		Logger: pebbleLogger{log},
-		// Syncs at most every 500 us: writers arriving meanwhile share the next sync, so a
-		// steady stream of small synced writes costs far fewer fdatasync calls.
-		WALMinSyncInterval: func() time.Duration { return 500 * time.Microsecond },
-	})
+	// No artificial delay between WAL syncs (WALMinSyncInterval): the vitals group commit
+	// already shares one sync among many samples, and a delay measured 2.5x slower synced
+	// alert writes (0.7 -> 1.7 ms) and a quarter of the group commit's throughput.
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
 	if err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
