@@ -30,7 +30,7 @@ type harness struct {
 const adminPassword = "admin-pass-123"
 
 // testConfig is a fast configuration: short timers so lifecycle tests finish in seconds.
-func testConfig(t *testing.T) config {
+func testConfig(t testing.TB) config {
 	return config{
 		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", AdminPassword: adminPassword,
 		LogFormat: "text", LogLevel: "warn", Retention: 24 * time.Hour, TokenTTL: time.Hour,
