@@ -1,6 +1,9 @@
 package main
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
 
 func containsAll(s string, subs ...string) bool {
 	for _, sub := range subs {
@@ -20,3 +23,5 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func jsonUnmarshal(b []byte, v any) { _ = json.Unmarshal(b, v) }
