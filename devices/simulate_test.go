@@ -235,8 +235,10 @@ func TestSimulate(t *testing.T) {
 	var mu sync.Mutex
 	var progress []devices.Progress
 	// At 120x, dropout goes away after 1 s of wall time (2 minutes) and comes back at 1.5 s.
+	// The run ends once it is back and at least runFor has passed (a loaded machine only makes
+	// it longer; the 30 s bound is for a broken simulator, not a timing assertion).
 	const runFor = 2200 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), runFor)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sum, err := devices.Simulate(ctx, devices.SimOptions{
 		URL:       b.url,
@@ -248,6 +250,9 @@ func TestSimulate(t *testing.T) {
 			mu.Lock()
 			progress = append(progress, p)
 			mu.Unlock()
+			if p.Connects >= 7 && p.Elapsed >= runFor {
+				cancel()
+			}
 		},
 		ProgressEvery: 200 * time.Millisecond,
 		Logger:        testLogger(t),
@@ -262,14 +267,11 @@ func TestSimulate(t *testing.T) {
 		t.Errorf("sent %d, acked %d, refused %d, errors %d; want sent = acked + refused and no errors",
 			sum.Sent, sum.Acked, sum.Refused, sum.Errors)
 	}
-	if sum.Sent < 6*20 || sum.Sent > 6*20*3 {
-		t.Errorf("%d samples sent in %v at 20 Hz by 6 monitors; want about %d", sum.Sent, runFor, 6*40)
+	if min := int(sum.Elapsed.Seconds() * 20 * 6 / 4); sum.Sent < min {
+		t.Errorf("%d samples sent in %v at 20 Hz by 6 monitors; want at least %d", sum.Sent, sum.Elapsed, min)
 	}
 	if sum.Connected != 6 || sum.Connects != 7 {
 		t.Errorf("connected %d, connects %d; want 6 connected after 7 connects (dropout reconnects once)", sum.Connected, sum.Connects)
-	}
-	if sum.Elapsed < runFor || sum.Elapsed > runFor+time.Second {
-		t.Errorf("elapsed %v; want about %v", sum.Elapsed, runFor)
 	}
 	for sc, c := range sum.Scenarios {
 		if c.Monitors != 1 || c.Acked == 0 {
@@ -378,23 +380,35 @@ func TestSimulate(t *testing.T) {
 func TestSimulateWebSocket(t *testing.T) {
 	b := startBroker(t, true)
 	mons := ward(2)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// Run until both monitors are connected and some samples acknowledged (a generous bound, not
+	// a timed assertion: a loaded machine only takes longer).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sum, err := devices.Simulate(ctx, devices.SimOptions{URL: b.url, Monitors: mons, Rate: 10, Logger: testLogger(t)})
+	progress := func(p devices.Progress) {
+		if p.Connects >= 2 && p.Acked >= 10 {
+			cancel()
+		}
+	}
+	sum, err := devices.Simulate(ctx, devices.SimOptions{URL: b.url, Monitors: mons, Rate: 10, Progress: progress, ProgressEvery: 50 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("Simulate over WebSocket: %v", err)
 	}
 	if sum.Acked < 10 || sum.Sent != sum.Acked || sum.Connects != 2 {
-		t.Errorf("over WebSocket: %+v; want about 20 samples, all acknowledged, 2 connects", sum)
+		t.Errorf("over WebSocket: %+v; want both monitors connected, samples all acknowledged", sum)
 	}
 }
 
 func TestSimulateQoS0(t *testing.T) {
 	b := startBroker(t, false)
 	got := subscribeVitals(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sum, err := devices.Simulate(ctx, devices.SimOptions{URL: b.url, Monitors: ward(1), Rate: 20, AtMostOnce: true})
+	progress := func(p devices.Progress) {
+		if p.Sent >= 10 {
+			cancel()
+		}
+	}
+	sum, err := devices.Simulate(ctx, devices.SimOptions{URL: b.url, Monitors: ward(1), Rate: 20, AtMostOnce: true, Progress: progress, ProgressEvery: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
