@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -17,7 +20,7 @@ import (
 func cmdSimulate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	s := newSettings("vigil simulate")
 	s.fs.SetOutput(stderr)
-	var api, url, user, pass, hospital, scenario, logLevel string
+	var api, url, user, pass, hospital, scenario, logLevel, caFile string
 	var beds int
 	var rate, scale float64
 	var qos int
@@ -34,6 +37,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	s.Int(&qos, "qos", "VIGIL_SIM_QOS", 1, "QoS of the samples: 0 or 1")
 	s.Duration(&duration, "duration", "VIGIL_SIM_DURATION", 0, "stop after this long (0: until Ctrl-C)")
 	s.String(&logLevel, "log-level", "VIGIL_LOG_LEVEL", "warn", "log level")
+	s.String(&caFile, "ca", "VIGIL_SIM_CA", "", "CA certificate (PEM) to verify ssl:// and wss:// servers (default: the system's)")
 	if err := s.Parse(args, getenv); err != nil {
 		return err
 	}
@@ -48,6 +52,18 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("--qos: 0 or 1")
 	case scale <= 0:
 		return errors.New("--time-scale: more than 0")
+	}
+	var tc *tls.Config
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca %s: no PEM certificate", caFile)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	if err := topics.ValidID("hospital", hospital); err != nil {
 		return fmt.Errorf("--hospital: %v", err)
@@ -86,7 +102,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 			p.Elapsed.Truncate(time.Second), p.Connected, beds, p.Sent, p.Acked, p.Refused, p.Rejected, p.AlertsSeen, p.Errors)
 	}
 	sum, err := devices.Simulate(ctx, devices.SimOptions{
-		URL: url, Monitors: monitors, Rate: rate, AtMostOnce: qos == 0, TimeScale: scale,
+		URL: url, TLS: tc, Monitors: monitors, Rate: rate, AtMostOnce: qos == 0, TimeScale: scale,
 		Seed: uint64(time.Now().UnixNano()), Watch: &devices.WatchOptions{Token: sess.Token}, Progress: progress,
 		Logger: log.With("component", "simulate"),
 	})
