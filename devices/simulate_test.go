@@ -270,19 +270,20 @@ func TestSimulate(t *testing.T) {
 	if min := int(sum.Elapsed.Seconds() * 20 * 6 / 4); sum.Sent < min {
 		t.Errorf("%d samples sent in %v at 20 Hz by 6 monitors; want at least %d", sum.Sent, sum.Elapsed, min)
 	}
-	if sum.Connected != 6 || sum.Connects != 7 {
-		t.Errorf("connected %d, connects %d; want 6 connected after 7 connects (dropout reconnects once)", sum.Connected, sum.Connects)
+	// The dropout monitor reconnects at least once; the run may end while it is away again.
+	if sum.Connected < 5 || sum.Connects < 7 {
+		t.Errorf("connected %d, connects %d; want the five steady monitors connected and the dropout reconnected", sum.Connected, sum.Connects)
 	}
 	for sc, c := range sum.Scenarios {
 		if c.Monitors != 1 || c.Acked == 0 {
 			t.Errorf("%s: %+v; want 1 monitor with samples acknowledged", sc, c)
 		}
-		wantConnects := 1
 		if sc == devices.Dropout {
-			wantConnects = 2
-		}
-		if c.Connects != wantConnects {
-			t.Errorf("%s: %d connects; want %d", sc, c.Connects, wantConnects)
+			if c.Connects < 2 {
+				t.Errorf("%s: %d connects; want a reconnection", sc, c.Connects)
+			}
+		} else if c.Connects != 1 {
+			t.Errorf("%s: %d connects; want 1", sc, c.Connects)
 		}
 		if sc != devices.SensorFault && (c.Refused != 0 || c.Rejected != 0) {
 			t.Errorf("%s: %+v; want nothing refused", sc, c)
@@ -359,8 +360,12 @@ func TestSimulate(t *testing.T) {
 				unclean++
 			}
 		}
-		if n := wantEnds(m); len(ends) != n || unclean != n-1 || ends[n-1] != nil {
-			t.Errorf("%s disconnects: %v; want %d, the last with a DISCONNECT (%d unclean before)", m.Device, ends, n, n-1)
+		// The last end is a DISCONNECT; before it, only dropout's deliberate drops (at least
+		// one; the run may end after a second).
+		n := wantEnds(m)
+		last := len(ends) - 1
+		if len(ends) < n || unclean != len(ends)-1 || ends[last] != nil || (m.Scenario != devices.Dropout && len(ends) != 1) {
+			t.Errorf("%s disconnects: %v; want the last with a DISCONNECT and %d unclean before", m.Device, ends, n-1)
 		}
 	}
 	b.hook.mu.Unlock()
