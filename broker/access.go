@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,8 @@ func (a *access) ID() string { return "vigil-access" }
 func (a *access) Provides(h byte) bool {
 	switch h {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosPublish, mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnStopped:
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosPublish, mqtt.OnPacketSent, mqtt.OnQosDropped,
+		mqtt.OnClientExpired, mqtt.OnStopped:
 		return true
 	}
 	return false
@@ -411,15 +413,82 @@ func (a *access) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	a.dropped(cl, "inflight_dropped", pk.TopicName)
 }
 
-// OnQosPublish runs when a QoS 1/2 message joins a client's inflight set. mochi silently drops
-// messages past the inflight limit (it only bumps a global counter), so a client that reaches
-// the limit is disconnected here, before anything is dropped: it reconnects and catches up.
+// OnQosPublish runs when a QoS 1/2 message joins a client's inflight set, just before mochi
+// puts it in the client's outgoing queue. mochi silently drops messages past the inflight
+// limit (it only bumps a global counter), so a client that reaches the limit is disconnected
+// here, before anything is dropped: it reconnects and catches up. And the publisher waits here
+// while the client's queue is nearly full (see awaitQueue).
 func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	if cl.Net.Inline || cl.Closed() {
 		return
 	}
 	if n := cl.State.Inflight.Len(); n >= int(a.b.opts.MaxInflight) {
 		a.dropped(cl, "inflight_full", pk.TopicName)
+		return
+	}
+	if pk.FixedHeader.Type != packets.Publish {
+		return // mochi also calls this for the acknowledgement of a client's QoS 1/2 publish
+	}
+	sc, ok := cl.Net.Conn.(*sendConn)
+	if !ok || pk.FixedHeader.Dup || heldBack(cl) {
+		return // a resend or a message held for the client's receive maximum: written directly
+	}
+	a.awaitQueue(cl, sc)
+	sc.queued.Add(1)
+}
+
+// heldBack tells whether mochi holds the message being published back instead of queueing it:
+// the client's receive maximum (MQTT 5) is reached. It is written when an acknowledgement frees
+// room.
+func heldBack(cl *mqtt.Client) bool {
+	rm := int(cl.Properties.Props.ReceiveMaximum)
+	return rm > 0 && cl.State.Inflight.Len() > rm
+}
+
+// OnPacketSent: a QoS 1/2 PUBLISH left the client's queue (or was written directly).
+func (a *access) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	if sc, ok := cl.Net.Conn.(*sendConn); ok {
+		for n := sc.queued.Load(); n > 0 && !sc.queued.CompareAndSwap(n, n-1); n = sc.queued.Load() {
+		}
+	}
+}
+
+// maxQueueWait bounds how long a publisher waits for a client's queue (see awaitQueue).
+const maxQueueWait = 250 * time.Millisecond
+
+// awaitQueue makes the publisher wait while the client's outgoing queue is three quarters full.
+// mochi's queue is small and fixed (its buffer is allocated for every connection) and drops
+// what does not fit; its writer goroutine never blocks on the network (sendConn takes every
+// write at once), so a queue fills only when that goroutine gets no CPU: when the server is
+// saturated, or when one goroutine publishes a burst (a subscriber's retained messages) faster
+// than the writer is scheduled. Dropping would mean disconnecting the subscriber, which
+// reconnects into the same burst: under load, a loop that delivers almost nothing. Waiting for
+// the writer slows the publisher instead (in the end the devices, through later PUBACKs), and
+// nothing is lost. A queue still full after maxQueueWait goes back to mochi's rule (drop, and
+// the client is disconnected and counted).
+func (a *access) awaitQueue(cl *mqtt.Client, sc *sendConn) {
+	limit := a.b.opts.MaxPendingWrites - a.b.opts.MaxPendingWrites/4
+	if sc.queued.Load() < limit {
+		return
+	}
+	a.b.stats.queueWaits.Add(1)
+	deadline := time.Now().Add(maxQueueWait)
+	for i := 0; sc.queued.Load() >= limit; i++ {
+		if cl.Closed() {
+			return
+		}
+		if i < 16 {
+			runtime.Gosched() // the writer is usually runnable: let it run
+			continue
+		}
+		if time.Now().After(deadline) {
+			sc.queued.Store(0) // whatever the count says, let mochi decide
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 

@@ -2,105 +2,17 @@ package broker
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	mqtt "github.com/mochi-mqtt/server/v2"
-
-	"github.com/vigilhq/vigil/auth"
-	"github.com/vigilhq/vigil/devices"
-	"github.com/vigilhq/vigil/store"
-	"github.com/vigilhq/vigil/store/embedded"
 )
-
-// deviceStore gives the registry the embedded store (the same adapter cmd/vigil wires).
-type deviceStore struct{ st store.Store }
-
-func (d deviceStore) CreateDevice(ctx context.Context, r devices.Record) error {
-	return d.st.CreateDevice(ctx, store.Device(r))
-}
-func (d deviceStore) GetDevice(ctx context.Context, id string) (devices.Record, error) {
-	r, err := d.st.GetDevice(ctx, id)
-	return devices.Record(r), err
-}
-func (d deviceStore) UpdateDevice(ctx context.Context, r devices.Record) error {
-	return d.st.UpdateDevice(ctx, store.Device(r))
-}
-func (d deviceStore) DeleteDevice(ctx context.Context, id string) error {
-	return d.st.DeleteDevice(ctx, id)
-}
-func (d deviceStore) ListDevices(ctx context.Context, h string, limit int, cursor string) ([]devices.Record, string, error) {
-	rs, next, err := d.st.ListDevices(ctx, h, store.Page{Limit: limit, Cursor: cursor})
-	out := make([]devices.Record, len(rs))
-	for i, r := range rs {
-		out[i] = devices.Record(r)
-	}
-	return out, next, err
-}
-func (d deviceStore) PatientExists(ctx context.Context, h, p string) error {
-	_, err := d.st.GetPatient(ctx, h, p)
-	return err
-}
-
-type tokens struct{ t *auth.Tokens }
-
-func (v tokens) VerifyToken(token string) (Principal, error) {
-	c, err := v.t.Verify(token)
-	if err != nil {
-		return Principal{}, err
-	}
-	return Principal{Subject: c.Subject, Admin: c.Role == auth.RoleAdmin, Hospitals: c.Hospitals, Expires: c.ExpiresAt.Time}, nil
-}
-
-// benchBroker starts a real broker with the real device registry on the embedded store, with
-// one device assigned to a patient; it returns the broker, the device's secret and a nurse JWT.
-func benchBroker(b *testing.B) (*Broker, string, string) {
-	b.Helper()
-	ctx := context.Background()
-	st, err := embedded.Open(b.TempDir(), embedded.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	if err := st.CreatePatient(ctx, store.Patient{Hospital: "h1", ID: "p1", SpO2Scale: 1}); err != nil {
-		b.Fatal(err)
-	}
-	reg, err := devices.Open(ctx, deviceStore{st}, devices.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, secret, err := reg.Provision(ctx, "h1", "mon-1", "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := reg.Assign(ctx, "h1", "mon-1", "p1"); err != nil {
-		b.Fatal(err)
-	}
-	tk, err := auth.NewTokens([]byte("benchmark-secret-benchmark-secret-0123"), auth.TokenOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	jwt, _, err := tk.Issue("nurse", auth.RoleNurse, []string{"h1"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	br, err := New(Options{MQTTAddr: "127.0.0.1:0", Devices: reg, Tokens: tokens{tk}, DeviceRate: 1e9})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { br.Close() })
-	return br, secret, jwt
-}
 
 // BenchmarkACL is the access check mochi makes on every publish, subscription and delivery.
 func BenchmarkACL(b *testing.B) {
-	br, _, _ := benchBroker(b)
+	br, _, _ := testBroker(b, nil)
 	dev := &mqtt.Client{ID: "mon-1"}
 	web := &mqtt.Client{ID: "web-1"}
 	br.access.sessions.Store(dev, &session{client: dev, kind: kindDevice, hospital: "h1", device: "mon-1"})
@@ -132,7 +44,7 @@ func BenchmarkACL(b *testing.B) {
 // credentials (a device secret checked against the registry, or a JWT verified), CONNACK,
 // DISCONNECT. The client side is raw packets, so the figure is the broker's cost.
 func BenchmarkConnect(b *testing.B) {
-	br, secret, jwt := benchBroker(b)
+	br, secret, jwt := testBroker(b, nil)
 	addr := br.Addr("tcp")
 	for _, c := range []struct{ name, id, pass string }{{"device", "mon-1", secret}, {"browser-jwt", "web-1", jwt}} {
 		b.Run(c.name, func(b *testing.B) {

@@ -13,9 +13,11 @@
 //     and publishes nothing. It is disconnected when its token expires.
 //   - Anything else is refused, logged and counted.
 //
-// A subscriber that cannot keep up loses nothing silently: when its queue overflows, the drop is
-// counted and logged with client and topic, and the client is disconnected so that it reconnects
-// and catches up through the REST API.
+// A subscriber that cannot keep up loses nothing silently: publishers wait while its outgoing
+// queue is nearly full (the writer is short of CPU, never blocked by the network: see sendConn
+// and access.awaitQueue); when its send buffer, unacknowledged messages or a stalled write pass
+// their limits, the drop is counted and logged with client and topic, and the client is
+// disconnected so that it reconnects and catches up through the REST API.
 package broker
 
 import (
@@ -53,7 +55,7 @@ type Options struct {
 
 	MaxPacketSize    uint32        // default 64 KiB
 	MaxConnections   int64         // default 50,000
-	MaxPendingWrites int32         // per client queue of outgoing packets, default 128 (they pass at once to the send buffer)
+	MaxPendingWrites int32         // per client queue of outgoing packets, default 128 (they pass at once to the send buffer; publishers wait while it is 3/4 full)
 	MaxSendBuffer    int           // unsent bytes per connection before it is disconnected, default 16 MiB
 	WriteTimeout     time.Duration // a write taking longer means a dead client, default 30 s
 	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 8192 (a subscriber reaching it is disconnected)

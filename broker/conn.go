@@ -25,6 +25,10 @@ type sendConn struct {
 	overflow func(client, topic string) // called once when the limit is passed
 	client   atomic.Value               // the MQTT client ID, once authenticated (for the log)
 
+	// queued counts the QoS 1/2 PUBLISH packets handed to mochi's per-client queue and not yet
+	// written (see access.OnQosPublish and OnPacketSent): how full that queue is.
+	queued atomic.Int32
+
 	mu      sync.Mutex
 	buf     []byte // unsent bytes
 	spare   []byte // the buffer being written, reused for the next round

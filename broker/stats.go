@@ -15,6 +15,7 @@ type Stats struct {
 	devices, browsers    atomic.Int64
 	vitals, vitalsFailed atomic.Int64
 	published            atomic.Int64
+	queueWaits           atomic.Int64 // publishes that waited for a client's outgoing queue
 
 	mu       sync.Mutex
 	refusals map[string]*atomic.Int64
@@ -108,10 +109,11 @@ var (
 	descRetained  = prometheus.NewDesc("vigil_mqtt_retained_messages", "Retained messages held.", nil, nil)
 	descSubs      = prometheus.NewDesc("vigil_mqtt_subscriptions", "Subscriptions held.", nil, nil)
 	descInflight  = prometheus.NewDesc("vigil_mqtt_inflight_messages", "QoS 1/2 messages awaiting acknowledgement.", nil, nil)
+	descWaits     = prometheus.NewDesc("vigil_mqtt_queue_waits_total", "Publishes that waited for a client's outgoing queue to drain (a saturated CPU, or a burst).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descMessages, descBytes, descRefusals, descDrops, descVitals, descRetained, descSubs, descInflight} {
+	for _, d := range []*prometheus.Desc{descConnected, descMessages, descBytes, descRefusals, descDrops, descVitals, descRetained, descSubs, descInflight, descWaits} {
 		ch <- d
 	}
 }
@@ -135,6 +137,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRetained, atomic.LoadInt64(&info.Retained))
 	gauge(descSubs, atomic.LoadInt64(&info.Subscriptions))
 	gauge(descInflight, atomic.LoadInt64(&info.Inflight))
+	count(descWaits, s.queueWaits.Load())
 	for _, kv := range sorted(copyCounts(&s.mu, s.refusals)) {
 		count(descRefusals, kv.v, kv.k)
 	}

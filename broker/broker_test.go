@@ -1,0 +1,234 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/vigilhq/vigil/auth"
+	"github.com/vigilhq/vigil/devices"
+	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/store/embedded"
+)
+
+// deviceStore gives the registry the embedded store (the same adapter cmd/vigil wires).
+type deviceStore struct{ st store.Store }
+
+func (d deviceStore) CreateDevice(ctx context.Context, r devices.Record) error {
+	return d.st.CreateDevice(ctx, store.Device(r))
+}
+func (d deviceStore) GetDevice(ctx context.Context, id string) (devices.Record, error) {
+	r, err := d.st.GetDevice(ctx, id)
+	return devices.Record(r), err
+}
+func (d deviceStore) UpdateDevice(ctx context.Context, r devices.Record) error {
+	return d.st.UpdateDevice(ctx, store.Device(r))
+}
+func (d deviceStore) DeleteDevice(ctx context.Context, id string) error {
+	return d.st.DeleteDevice(ctx, id)
+}
+func (d deviceStore) ListDevices(ctx context.Context, h string, limit int, cursor string) ([]devices.Record, string, error) {
+	rs, next, err := d.st.ListDevices(ctx, h, store.Page{Limit: limit, Cursor: cursor})
+	out := make([]devices.Record, len(rs))
+	for i, r := range rs {
+		out[i] = devices.Record(r)
+	}
+	return out, next, err
+}
+func (d deviceStore) PatientExists(ctx context.Context, h, p string) error {
+	_, err := d.st.GetPatient(ctx, h, p)
+	return err
+}
+
+type tokens struct{ t *auth.Tokens }
+
+func (v tokens) VerifyToken(token string) (Principal, error) {
+	c, err := v.t.Verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	return Principal{Subject: c.Subject, Admin: c.Role == auth.RoleAdmin, Hospitals: c.Hospitals, Expires: c.ExpiresAt.Time}, nil
+}
+
+// testBroker starts a real broker with the real device registry on the embedded store, with
+// one device assigned to a patient; it returns the broker, the device's secret and a nurse JWT.
+// tweak, if not nil, changes the options.
+func testBroker(b testing.TB, tweak func(*Options)) (*Broker, string, string) {
+	b.Helper()
+	ctx := context.Background()
+	st, err := embedded.Open(b.TempDir(), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	if err := st.CreatePatient(ctx, store.Patient{Hospital: "h1", ID: "p1", SpO2Scale: 1}); err != nil {
+		b.Fatal(err)
+	}
+	reg, err := devices.Open(ctx, deviceStore{st}, devices.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, secret, err := reg.Provision(ctx, "h1", "mon-1", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := reg.Assign(ctx, "h1", "mon-1", "p1"); err != nil {
+		b.Fatal(err)
+	}
+	tk, err := auth.NewTokens([]byte("benchmark-secret-benchmark-secret-0123"), auth.TokenOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	jwt, _, err := tk.Issue("nurse", auth.RoleNurse, []string{"h1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{MQTTAddr: "127.0.0.1:0", Devices: reg, Tokens: tokens{tk}, DeviceRate: 1e9}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	br, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := br.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	return br, secret, jwt
+}
+
+// TestQueueBackpressure: with a tiny outgoing queue, bursts to one subscriber (its retained
+// messages on subscribing, then eight publishers at once) wait for the subscriber's writer
+// instead of overflowing the queue: every message arrives, nothing is dropped, and the
+// subscriber is never disconnected.
+func TestQueueBackpressure(t *testing.T) {
+	br, _, jwt := testBroker(t, func(o *Options) { o.MaxPendingWrites = 4 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const retained, publishers, each = 500, 8, 250
+	for i := range retained {
+		if err := br.Publish(ctx, fmt.Sprintf("hospital/h1/patient/r%d/risk", i), []byte(`{}`), 1, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	conn, err := net.Dial("tcp", br.Addr("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, retained+publishers*each)
+	var disconnected atomic.Bool
+	lost := make(chan struct{})
+	var once sync.Once
+	disconnect := func() { disconnected.Store(true); once.Do(func() { close(lost) }) }
+	c := paho.NewClient(paho.ClientConfig{
+		Conn: conn,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet.Topic
+			return true, nil
+		}},
+		OnServerDisconnect: func(*paho.Disconnect) { disconnect() },
+		OnClientError:      func(error) { disconnect() },
+	})
+	defer c.Disconnect(&paho.Disconnect{})
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "web-1", CleanStart: true, KeepAlive: 30,
+		Username: "web", UsernameFlag: true, Password: []byte(jwt), PasswordFlag: true})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %v", ca, err)
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "hospital/h1/patient/+/risk", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	receive := func(n int, what string) map[string]int {
+		seen := map[string]int{}
+		for range n {
+			select {
+			case tp := <-got:
+				seen[tp]++
+			case <-lost:
+				t.Fatalf("%s: disconnected after %d of %d messages (drops: %v)", what, len(seen), n, br.stats.snapshot(br.server).Drops)
+			case <-ctx.Done():
+				t.Fatalf("%s: %d of %d messages arrived (disconnected: %v, drops: %v)", what, len(seen), n, disconnected.Load(), br.stats.snapshot(br.server).Drops)
+			}
+		}
+		return seen
+	}
+	if seen := receive(retained, "retained"); len(seen) != retained {
+		t.Fatalf("retained: %d distinct topics of %d", len(seen), retained)
+	}
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				if err := br.Publish(ctx, fmt.Sprintf("hospital/h1/patient/l%d-%d/risk", p, i), []byte(`{}`), 1, false); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	seen := receive(publishers*each, "live")
+	wg.Wait()
+	if len(seen) != publishers*each {
+		t.Fatalf("live: %d distinct topics of %d", len(seen), publishers*each)
+	}
+	if d := br.stats.snapshot(br.server).Drops; len(d) != 0 || disconnected.Load() {
+		t.Fatalf("drops %v, disconnected %v; want none", d, disconnected.Load())
+	}
+	// The bursts did fill the queue of four: the publishers waited for the writer.
+	if br.stats.queueWaits.Load() == 0 {
+		t.Fatal("no publisher ever waited: the test did not exercise a full queue")
+	}
+}
+
+type acceptVitals struct{ n atomic.Int64 }
+
+func (a *acceptVitals) HandleVitals(context.Context, Vitals) (func(context.Context) error, error) {
+	a.n.Add(1)
+	return func(context.Context) error { return nil }, nil
+}
+
+// TestQueueCountIgnoresAcks: mochi reports the PUBACK of a device's QoS 1 publish through the
+// same hook as a message queued for delivery; those acknowledgements are written at once and
+// must not count as queued (or a device's publishes would soon make its publishers wait).
+func TestQueueCountIgnoresAcks(t *testing.T) {
+	vitals := &acceptVitals{}
+	br, secret, _ := testBroker(t, func(o *Options) { o.Vitals = vitals })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := net.Dial("tcp", br.Addr("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	defer c.Disconnect(&paho.Disconnect{})
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "mon-1", CleanStart: true, KeepAlive: 30,
+		Username: "mon-1", UsernameFlag: true, Password: []byte(secret), PasswordFlag: true})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %v", ca, err)
+	}
+	const n = 300 // more than a queue's worth
+	for i := range n {
+		pr, err := c.Publish(ctx, &paho.Publish{Topic: "hospital/h1/patient/p1/vitals", QoS: 1, Payload: []byte(`{"hr":70}`)})
+		if err != nil || pr.ReasonCode != 0 {
+			t.Fatalf("publish %d: %v %v", i, pr, err)
+		}
+	}
+	if got := vitals.n.Load(); got != n {
+		t.Fatalf("%d vitals handled; want %d", got, n)
+	}
+	cl, ok := br.server.Clients.Get("mon-1")
+	if !ok {
+		t.Fatal("mon-1 not connected")
+	}
+	if q := cl.Net.Conn.(*sendConn).queued.Load(); q != 0 {
+		t.Fatalf("queued = %d after %d acknowledged publishes; want 0", q, n)
+	}
+}
