@@ -53,6 +53,7 @@ type benchConfig struct {
 	Against     string
 	Pairs       int
 	Sweep       string
+	SweepP99    time.Duration // a sweep's rate passes only with p99 latency at most this (0: no bound)
 	Idle        bool
 	Alerts      int // -1: 1 % of the devices, at least 1
 	Target      string
@@ -82,7 +83,8 @@ func (c *benchConfig) flags(s *settings) {
 	s.String(&c.JSON, "json", "VIGIL_BENCH_JSON", "", "also write the result as JSON to this file")
 	s.String(&c.Against, "against", "VIGIL_BENCH_AGAINST", "", "comma list of plain relays run in the same bench for comparison: mochi, mosquitto")
 	s.Int(&c.Pairs, "pairs", "VIGIL_BENCH_PAIRS", 1, "interleaved repetitions (vigil, relays, vigil, ...), each on a fresh server; the report gives medians and min-max")
-	s.String(&c.Sweep, "sweep", "VIGIL_BENCH_SWEEP", "", "rate sweep START,FACTOR[,MAX] (samples per monitor per second) until loss; reports the zero-loss capacity")
+	s.String(&c.Sweep, "sweep", "VIGIL_BENCH_SWEEP", "", "rate sweep START,FACTOR[,MAX] (samples per monitor per second) until a rate fails; reports the capacity: the highest rate with no loss, no drop and p99 within --sweep-p99")
+	s.Duration(&c.SweepP99, "sweep-p99", "VIGIL_BENCH_SWEEP_P99", 100*time.Millisecond, "with --sweep: the p99 latency a rate must stay within to pass (0: no bound, loss alone decides)")
 	s.Bool(&c.Idle, "idle", "VIGIL_BENCH_IDLE", false, "open the monitors' connections without load and report RSS per connection")
 	s.Int(&c.Alerts, "alerts", "VIGIL_BENCH_ALERTS", -1, "monitors sending one critical sample mid-window, to time sample-to-alert (default 1 % of --devices, at least 1; 0: none)")
 	s.String(&c.Target, "target", "VIGIL_BENCH_TARGET", "", "measure a running Vigil at this URL (http(s)://host:port) instead of starting one")
@@ -288,8 +290,9 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchRepor
 	return rep, err
 }
 
-// sweep runs every server at each rate of the sweep until it loses a sample (or the broker
-// counts a drop): its zero-loss capacity is the highest rate before that.
+// sweep runs every server at each rate of the sweep until a rate fails (a sample lost, a drop
+// counted by the broker, or p99 latency past --sweep-p99): its capacity is the highest rate
+// before that.
 func (b *bench) sweep(ctx context.Context, rep *benchReport, do func(string, float64, int) error) error {
 	failed := map[string]bool{}
 	for _, rate := range b.cfg.sweep.rates() {
@@ -303,7 +306,7 @@ func (b *bench) sweep(ctx context.Context, rep *benchReport, do func(string, flo
 				return err
 			}
 			r := rep.Runs[len(rep.Runs)-1]
-			if !r.zeroLoss() {
+			if ok, _ := r.passes(b.cfg.SweepP99); !ok {
 				failed[kind] = true
 			}
 		}

@@ -52,6 +52,7 @@ type benchSettings struct {
 	Against     string  `json:"against,omitempty"`
 	Pairs       int     `json:"pairs"`
 	Sweep       string  `json:"sweep,omitempty"`
+	SweepP99MS  float64 `json:"sweep_p99_ms,omitempty"` // the sweep's latency bound (0: none)
 	Idle        bool    `json:"idle"`
 	Alerts      int     `json:"alerts"`
 	Target      string  `json:"target,omitempty"`
@@ -119,11 +120,27 @@ func latencyOf(h *histogram) *benchLatency {
 		P999: ms(h.Quantile(0.999)), Max: ms(h.Max()), Mean: ms(h.Mean())}
 }
 
-// zeroLoss: every sample of the window arrived at every subscriber and the server dropped
-// nothing (a sweep goes on only while this holds).
-func (r *benchRun) zeroLoss() bool {
-	return r.Lost == 0 && r.Offered > 0 && (r.BrokerDrops == nil || *r.BrokerDrops == 0)
+// passes tells whether a run at a sweep's rate passes: every sample of the window arrived at
+// every subscriber, the server dropped nothing, and the p99 latency is within p99 (0: no
+// bound). Otherwise it says why.
+func (r *benchRun) passes(p99 time.Duration) (bool, string) {
+	switch {
+	case r.Offered == 0:
+		return false, "nothing sent"
+	case r.Lost != 0:
+		return false, fmt.Sprintf("lost %d samples", r.Lost)
+	case r.BrokerDrops != nil && *r.BrokerDrops != 0:
+		return false, fmt.Sprintf("%d broker drops", *r.BrokerDrops)
+	case p99 > 0 && (r.Latency == nil || r.Latency.P99 > durationMS(p99)):
+		if r.Latency == nil {
+			return false, "no latency measured"
+		}
+		return false, fmt.Sprintf("p99 %s ms", formatFigure(r.Latency.P99, 1))
+	}
+	return true, ""
 }
+
+func durationMS(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // spread is a figure across pairs.
 type spread struct {
@@ -144,14 +161,15 @@ type benchRatio struct {
 	Figures map[string]float64 `json:"figures"`
 }
 
-// benchCap is a server's zero-loss capacity found by the sweep.
+// benchCap is a server's capacity found by the sweep.
 type benchCap struct {
 	Server string `json:"server"`
-	// Rate is the highest rate (samples per monitor per second) with no loss and no drop, below
-	// the first that had some; 0 when even the first rate lost samples.
+	// Rate is the highest rate (samples per monitor per second) that passed (no loss, no drop,
+	// p99 within the bound), below the first that failed; 0 when even the first rate failed.
 	Rate          float64 `json:"rate"`
 	SamplesPerSec float64 `json:"samples_per_s"`
-	FirstLossRate float64 `json:"first_loss_rate,omitempty"` // 0: none up to the sweep's end
+	FirstFailRate float64 `json:"first_fail_rate,omitempty"` // 0: none up to the sweep's end
+	FailedBy      string  `json:"failed_by,omitempty"`       // why the first failing rate failed
 }
 
 // benchFigure is one column of the table.
@@ -221,7 +239,7 @@ func newBenchReport(c benchConfig) *benchReport {
 	}
 	rep.Settings = benchSettings{Devices: c.Devices, Rate: c.Rate, QoS: c.QoS, Duration: c.Duration.String(), Warmup: c.Warmup.String(),
 		Drain: c.Drain.String(), Subscribers: c.Subscribers, Transport: transport, Against: strings.Join(c.against, ","), Pairs: c.Pairs,
-		Sweep: c.Sweep, Idle: c.Idle, Alerts: c.Alerts, Target: c.Target, MQTT: c.MQTT}
+		Sweep: c.Sweep, SweepP99MS: durationMS(c.SweepP99), Idle: c.Idle, Alerts: c.Alerts, Target: c.Target, MQTT: c.MQTT}
 	return rep
 }
 
@@ -317,6 +335,7 @@ func spreadOf(vs []float64) spread {
 }
 
 func (rep *benchReport) capacities() {
+	bound := time.Duration(rep.Settings.SweepP99MS * float64(time.Millisecond))
 	var servers []string
 	for _, r := range rep.Runs {
 		if !slices.Contains(servers, r.Server) {
@@ -327,13 +346,13 @@ func (rep *benchReport) capacities() {
 		c := benchCap{Server: srv}
 		for i := range rep.Runs {
 			r := &rep.Runs[i]
-			if r.Server != srv || c.FirstLossRate > 0 || r.Interrupted {
+			if r.Server != srv || c.FirstFailRate > 0 || r.Interrupted {
 				continue
 			}
-			if r.zeroLoss() {
+			if ok, why := r.passes(bound); ok {
 				c.Rate, c.SamplesPerSec = r.Rate, r.Rate*float64(r.Devices)
 			} else {
-				c.FirstLossRate = r.Rate
+				c.FirstFailRate, c.FailedBy = r.Rate, why
 			}
 		}
 		rep.Capacity = append(rep.Capacity, c)
@@ -454,14 +473,18 @@ func writeSweepTable(w io.Writer, rep *benchReport) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	rule := "no loss, no drop"
+	if p := rep.Settings.SweepP99MS; p > 0 {
+		rule += ", p99 within " + formatFigure(p, 0) + " ms"
+	}
 	for _, c := range rep.Capacity {
 		switch {
 		case c.Rate == 0:
-			fmt.Fprintf(w, "zero-loss capacity of %s: below the first rate (%g/s per monitor lost samples)\n", c.Server, c.FirstLossRate)
-		case c.FirstLossRate == 0:
-			fmt.Fprintf(w, "zero-loss capacity of %s: at least %s samples/s (%g/s per monitor, the end of the sweep)\n", c.Server, formatFigure(c.SamplesPerSec, 0), c.Rate)
+			fmt.Fprintf(w, "capacity of %s (%s): below the first rate (%g/s per monitor: %s)\n", c.Server, rule, c.FirstFailRate, c.FailedBy)
+		case c.FirstFailRate == 0:
+			fmt.Fprintf(w, "capacity of %s (%s): at least %s samples/s (%g/s per monitor, the end of the sweep)\n", c.Server, rule, formatFigure(c.SamplesPerSec, 0), c.Rate)
 		default:
-			fmt.Fprintf(w, "zero-loss capacity of %s: %s samples/s (%g/s per monitor; %g/s lost samples)\n", c.Server, formatFigure(c.SamplesPerSec, 0), c.Rate, c.FirstLossRate)
+			fmt.Fprintf(w, "capacity of %s (%s): %s samples/s (%g/s per monitor; at %g/s: %s)\n", c.Server, rule, formatFigure(c.SamplesPerSec, 0), c.Rate, c.FirstFailRate, c.FailedBy)
 		}
 	}
 }

@@ -329,6 +329,7 @@ func TestBenchConfig(t *testing.T) {
 		{[]string{"--sweep", "1,2,100"}, ""},
 		{[]string{"--sweep", "1"}, "--sweep"},
 		{[]string{"--sweep", "1,1"}, "--sweep"},
+		{[]string{"--sweep", "1,2", "--sweep-p99", "0"}, ""},
 		{[]string{"--sweep", "1,2", "--idle"}, "--idle"},
 		{[]string{"--sweep", "1,2", "--pairs", "3"}, "--pairs"},
 		{[]string{"--qos", "2"}, "--qos"},
@@ -419,19 +420,30 @@ func TestBenchReport(t *testing.T) {
 		t.Errorf("machine = %v", m)
 	}
 
-	// A sweep: the capacity is the last rate before the first loss.
-	sw := newBenchReport(benchConfig{Devices: 100, sweep: sweepPlan{Start: 1, Factor: 2, Max: 8}})
-	for i, rate := range []float64{1, 2, 4} {
-		r := run(kindVigil, 1, 1, 10, 0)
-		r.Rate = rate
-		if i == 2 {
-			r.Lost = 5
+	// A sweep: the capacity is the last rate before the first that fails, by loss or (with a
+	// bound) by p99 latency. The runs' p99 is 3 ms at 1/s, 30 ms at 2/s, 300 ms at 4/s, and
+	// 4/s lost samples.
+	sweep := func(p99 time.Duration) benchCap {
+		sw := newBenchReport(benchConfig{Devices: 100, Sweep: "1,2,8", sweep: sweepPlan{Start: 1, Factor: 2, Max: 8}, SweepP99: p99})
+		for i, rate := range []float64{1, 2, 4} {
+			r := run(kindVigil, 1, math.Pow(10, float64(i)), 10, 0)
+			r.Rate = rate
+			if i == 2 {
+				r.Lost = 5
+			}
+			sw.Runs = append(sw.Runs, r)
 		}
-		sw.Runs = append(sw.Runs, r)
+		sw.summarize()
+		if len(sw.Capacity) != 1 {
+			t.Fatalf("capacity = %+v; want one server", sw.Capacity)
+		}
+		return sw.Capacity[0]
 	}
-	sw.summarize()
-	if len(sw.Capacity) != 1 || sw.Capacity[0].Rate != 2 || sw.Capacity[0].SamplesPerSec != 200 || sw.Capacity[0].FirstLossRate != 4 {
-		t.Fatalf("capacity = %+v; want 2/s per monitor (200 samples/s), first loss at 4/s", sw.Capacity)
+	if c := sweep(0); c.Rate != 2 || c.SamplesPerSec != 200 || c.FirstFailRate != 4 || c.FailedBy != "lost 5 samples" {
+		t.Errorf("capacity without a latency bound = %+v; want 2/s per monitor (200 samples/s), failing at 4/s by loss", c)
+	}
+	if c := sweep(10 * time.Millisecond); c.Rate != 1 || c.SamplesPerSec != 100 || c.FirstFailRate != 2 || c.FailedBy != "p99 30.0 ms" {
+		t.Errorf("capacity with p99 within 10 ms = %+v; want 1/s per monitor, failing at 2/s by p99 30 ms", c)
 	}
 }
 
