@@ -343,16 +343,25 @@ func (rep *benchReport) capacities() {
 		}
 	}
 	for _, srv := range servers {
-		c := benchCap{Server: srv}
+		var runs []*benchRun
 		for i := range rep.Runs {
-			r := &rep.Runs[i]
-			if r.Server != srv || c.FirstFailRate > 0 || r.Interrupted {
-				continue
+			if r := &rep.Runs[i]; r.Server == srv && !r.Interrupted {
+				runs = append(runs, r)
 			}
-			if ok, why := r.passes(bound); ok {
-				c.Rate, c.SamplesPerSec = r.Rate, r.Rate*float64(r.Devices)
+		}
+		// A rate passes when any of its runs passes (a failure is repeated to confirm it).
+		c := benchCap{Server: srv}
+		for i := 0; i < len(runs) && c.FirstFailRate == 0; {
+			rate, pass, why := runs[i].Rate, false, ""
+			for ; i < len(runs) && runs[i].Rate == rate; i++ {
+				ok, w := runs[i].passes(bound)
+				pass = pass || ok
+				why = w
+			}
+			if pass {
+				c.Rate, c.SamplesPerSec = rate, rate*float64(runs[0].Devices)
 			} else {
-				c.FirstFailRate, c.FailedBy = r.Rate, why
+				c.FirstFailRate, c.FailedBy = rate, why
 			}
 		}
 		rep.Capacity = append(rep.Capacity, c)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -444,6 +445,52 @@ func TestBenchReport(t *testing.T) {
 	}
 	if c := sweep(10 * time.Millisecond); c.Rate != 1 || c.SamplesPerSec != 100 || c.FirstFailRate != 2 || c.FailedBy != "p99 30.0 ms" {
 		t.Errorf("capacity with p99 within 10 ms = %+v; want 1/s per monitor, failing at 2/s by p99 30 ms", c)
+	}
+
+	// A failing run is repeated: a rate fails only when its repeat fails too.
+	sw := newBenchReport(benchConfig{Devices: 100, Sweep: "1,2,8", sweep: sweepPlan{Start: 1, Factor: 2, Max: 8}})
+	for _, x := range []struct {
+		rate float64
+		lost int64
+	}{{1, 0}, {2, 3}, {2, 0}, {4, 7}, {4, 9}} {
+		r := run(kindVigil, 1, 1, 10, 0)
+		r.Rate, r.Lost = x.rate, x.lost
+		sw.Runs = append(sw.Runs, r)
+	}
+	sw.summarize()
+	if c := sw.Capacity[0]; c.Rate != 2 || c.FirstFailRate != 4 || c.FailedBy != "lost 9 samples" {
+		t.Errorf("capacity with a repeated rate = %+v; want 2/s (its repeat passed), failing at 4/s (lost 9 samples)", c)
+	}
+}
+
+// TestBenchSweepOrder: the sweep runs every server at each rate, repeats a failing run once,
+// and drops a server from the sweep only when the repeat fails too.
+func TestBenchSweepOrder(t *testing.T) {
+	cfg := benchConfig{Devices: 10, sweep: sweepPlan{Start: 1, Factor: 2, Max: 8}, against: []string{kindMochi}}
+	b := &bench{cfg: cfg, stderr: io.Discard}
+	rep := newBenchReport(cfg)
+	// vigil fails at 2/s once (then passes), and at 4/s twice; mochi never fails.
+	lost := map[string]int64{"vigil 2 1": 1, "vigil 4 1": 2, "vigil 4 2": 3}
+	var calls []string
+	do := func(kind string, rate float64, try int) error {
+		key := fmt.Sprintf("%s %g %d", kind, rate, try)
+		calls = append(calls, key)
+		rep.Runs = append(rep.Runs, benchRun{Server: kind, Rate: rate, Devices: 10, Offered: 100, Lost: lost[key]})
+		return nil
+	}
+	if err := b.sweep(context.Background(), rep, do); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"vigil 1 1", "mochi 1 1", "vigil 2 1", "vigil 2 2", "mochi 2 1", "vigil 4 1", "vigil 4 2", "mochi 4 1", "mochi 8 1"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("runs = %q; want %q", calls, want)
+	}
+	rep.summarize()
+	if c := rep.Capacity[0]; c.Server != kindVigil || c.Rate != 2 || c.FirstFailRate != 4 {
+		t.Errorf("vigil capacity = %+v; want 2/s, failing at 4/s", c)
+	}
+	if c := rep.Capacity[1]; c.Server != kindMochi || c.Rate != 8 || c.FirstFailRate != 0 {
+		t.Errorf("mochi capacity = %+v; want 8/s, the end of the sweep", c)
 	}
 }
 
