@@ -2,12 +2,19 @@ package broker
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net"
+	"runtime"
+	"runtime/metrics"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/vigilhq/vigil/devices"
 )
 
 // BenchmarkACL is the access check mochi makes on every publish, subscription and delivery.
@@ -76,4 +83,86 @@ func BenchmarkConnect(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "connects/s")
 		})
 	}
+}
+
+// BenchmarkIdleConnection opens b.N device connections (raw packets: CONNECT, CONNACK, then
+// nothing) and reports what each costs the process once they are idle and the garbage is
+// collected: goroutines, goroutine stack bytes and live heap bytes. Run it with a fixed count,
+// e.g. -bench IdleConnection -benchtime 5000x. The heap figure includes the client end of each
+// socket (a few hundred bytes), which lives in the same process.
+func BenchmarkIdleConnection(b *testing.B) {
+	var reg *devices.Registry
+	br, _, _ := testBroker(b, func(o *Options) { reg = o.Devices.(*devices.Registry) })
+	ctx := context.Background()
+	ids := make([]string, b.N)
+	secrets := make([]string, b.N)
+	for i := range b.N {
+		ids[i] = fmt.Sprintf("idle-%d", i)
+		var err error
+		if _, secrets[i], err = reg.Provision(ctx, "h1", ids[i], ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	addr := br.Addr("tcp")
+	conns := make([]net.Conn, 0, b.N)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	before := idleMemory()
+	b.ResetTimer()
+	for i := range b.N {
+		var connect bytes.Buffer
+		cp := packets.NewControlPacket(packets.CONNECT).Content.(*packets.Connect)
+		cp.ProtocolName, cp.ProtocolVersion, cp.KeepAlive, cp.CleanStart = "MQTT", 5, 600, true
+		cp.ClientID, cp.Username, cp.UsernameFlag, cp.Password, cp.PasswordFlag = ids[i], ids[i], true, []byte(secrets[i]), true
+		if _, err := cp.WriteTo(&connect); err != nil {
+			b.Fatal(err)
+		}
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, conn)
+		if _, err := conn.Write(connect.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+		ack := make([]byte, 64)
+		n, err := conn.Read(ack)
+		if err != nil || n < 4 || ack[0] != 0x20 || ack[3] != 0 {
+			b.Fatalf("CONNACK = % x, %v; want success", ack[:n], err)
+		}
+	}
+	b.StopTimer()
+	// The device_status messages and the connection hooks run after CONNACK: let them finish.
+	for deadline := time.Now().Add(10 * time.Second); atomic.LoadInt64(&br.server.Info.ClientsConnected) < int64(b.N) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	after := idleMemory()
+	if got := atomic.LoadInt64(&br.server.Info.ClientsConnected); got < int64(b.N) {
+		b.Fatalf("%d clients connected; want %d", got, b.N)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/conn")
+	b.ReportMetric(float64(after.stacks-before.stacks)/n, "stack-B/conn")
+	b.ReportMetric(float64(after.heap-before.heap)/n, "heap-B/conn")
+}
+
+type memFigures struct{ goroutines, stacks, heap uint64 }
+
+// idleMemory collects the garbage (several cycles, so idle goroutine stacks shrink to what they
+// use) and reads the runtime's figures.
+func idleMemory() memFigures {
+	for range 4 {
+		runtime.GC()
+	}
+	s := []metrics.Sample{
+		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+	}
+	metrics.Read(s)
+	return memFigures{s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()}
 }
