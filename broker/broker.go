@@ -247,16 +247,16 @@ func MochiOptions(opts Options) *mqtt.Options {
 // Start restores persisted state and opens the listeners.
 func (b *Broker) Start() error {
 	if b.opts.MQTTAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.wrap, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.wrap, b.closeClients, b.log)); err != nil {
 			return fmt.Errorf("mqtt listener %s: %w", b.opts.MQTTAddr, err)
 		}
 	}
 	if b.opts.TLSAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.wrap, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.wrap, b.closeClients, b.log)); err != nil {
 			return fmt.Errorf("mqtts listener %s: %w", b.opts.TLSAddr, err)
 		}
 	}
-	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.wrap, b.log, b.stats)
+	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.wrap, b.closeClients, b.log, b.stats)
 	if err := b.server.AddListener(b.ws); err != nil {
 		return err
 	}
@@ -328,6 +328,17 @@ func (b *Broker) Snapshot() Snapshot { return b.stats.snapshot(b.server) }
 
 // Close disconnects every client and stops. Devices disconnected by the shutdown are not
 // reported as dropped.
+// closeClients disconnects the clients of a listener that is closing, with "server shutting
+// down". It reads the client list under one read lock (Clients.GetAll), unlike mochi's
+// GetByListener (see tcpListener.Close).
+func (b *Broker) closeClients(listener string) {
+	for _, cl := range b.server.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 func (b *Broker) Close() error {
 	var err error
 	b.closeOnce.Do(func() {

@@ -232,3 +232,85 @@ func TestQueueCountIgnoresAcks(t *testing.T) {
 		t.Fatalf("queued = %d after %d acknowledged publishes; want 0", q, n)
 	}
 }
+
+// TestCloseDisconnectsClients: closing the broker sends every client "server shutting down"
+// (0x8B) and returns, while other clients keep connecting and leaving (each leaving client
+// takes the client list's write lock, which once deadlocked the shutdown).
+func TestCloseDisconnectsClients(t *testing.T) {
+	br, _, jwt := testBroker(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	connect := func(id string, onDisconnect func(*paho.Disconnect)) (*paho.Client, net.Conn, error) {
+		conn, err := net.Dial("tcp", br.Addr("tcp"))
+		if err != nil {
+			return nil, nil, err
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: onDisconnect})
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+			Username: "nurse", UsernameFlag: true, Password: []byte(jwt), PasswordFlag: true})
+		if err == nil && ca.ReasonCode != 0 {
+			err = fmt.Errorf("CONNACK reason %#x", ca.ReasonCode)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		return c, conn, nil
+	}
+	const n = 20
+	reasons := make(chan byte, n)
+	for i := range n {
+		if _, _, err := connect(fmt.Sprintf("web-%d", i), func(d *paho.Disconnect) { reasons <- d.ReasonCode }); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var churned atomic.Int64
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, conn, err := connect(fmt.Sprintf("churn-%d-%d", g, i), nil)
+				if err != nil {
+					continue // refused or cut by the shutdown
+				}
+				churned.Add(1)
+				c.Disconnect(&paho.Disconnect{})
+				conn.Close()
+			}
+		}()
+	}
+	for churned.Load() < 20 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- br.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Close did not return")
+	}
+	close(stop)
+	wg.Wait()
+	for i := range n {
+		select {
+		case r := <-reasons:
+			if r != 0x8b {
+				t.Errorf("client disconnected with reason %#x; want 0x8b (server shutting down)", r)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d clients told of the shutdown", i, n)
+		}
+	}
+}

@@ -22,6 +22,7 @@ type tcpListener struct {
 	tls      *tls.Config
 	log      *slog.Logger
 	wrap     func(net.Conn) net.Conn
+	shutdown func(listener string) // disconnects the listener's clients (Broker.closeClients)
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -30,8 +31,8 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, addr string, tc *tls.Config, wrap func(net.Conn) net.Conn, log *slog.Logger) *tcpListener {
-	return &tcpListener{id: id, addr: addr, tls: tc, wrap: wrap, log: log.With("listener", id)}
+func newTCPListener(id, addr string, tc *tls.Config, wrap func(net.Conn) net.Conn, shutdown func(string), log *slog.Logger) *tcpListener {
+	return &tcpListener{id: id, addr: addr, tls: tc, wrap: wrap, shutdown: shutdown, log: log.With("listener", id)}
 }
 
 func (l *tcpListener) ID() string { return l.id }
@@ -82,7 +83,10 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+// Close stops accepting and disconnects the listener's clients. mochi's own CloseFn is not used:
+// it read-locks the client list twice (Clients.GetByListener calls Len under its read lock), so a
+// client leaving at that instant, whose removal waits for the write lock, deadlocks the shutdown.
+func (l *tcpListener) Close(listeners.CloseFn) {
 	if l.closed.Swap(true) {
 		return
 	}
@@ -91,7 +95,7 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 		l.ln.Close()
 	}
 	l.mu.Unlock()
-	closeClients(l.id)
+	l.shutdown(l.id)
 }
 
 // wsListener serves MQTT over WebSocket as an http.Handler, so it shares the HTTP server (and
@@ -99,6 +103,7 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 type wsListener struct {
 	id       string
 	wrap     func(net.Conn) net.Conn
+	shutdown func(listener string) // as tcpListener's
 	log      *slog.Logger
 	stats    *Stats
 	origins  []string
@@ -111,8 +116,8 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, origins []string, wrap func(net.Conn) net.Conn, log *slog.Logger, stats *Stats) *wsListener {
-	l := &wsListener{id: id, wrap: wrap, log: log.With("listener", id), stats: stats, origins: origins}
+func newWSListener(id string, origins []string, wrap func(net.Conn) net.Conn, shutdown func(string), log *slog.Logger, stats *Stats) *wsListener {
+	l := &wsListener{id: id, wrap: wrap, shutdown: shutdown, log: log.With("listener", id), stats: stats, origins: origins}
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:    []string{"mqtt"},
 		ReadBufferSize:  1024,
@@ -126,11 +131,11 @@ func (l *wsListener) ID() string              { return l.id }
 func (l *wsListener) Address() string         { return "/mqtt" }
 func (l *wsListener) Protocol() string        { return "ws" }
 func (l *wsListener) Init(*slog.Logger) error { return nil }
-func (l *wsListener) Close(cl listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
-	cl(l.id)
+	l.shutdown(l.id)
 }
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {
