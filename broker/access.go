@@ -65,7 +65,8 @@ func (a *access) ID() string { return "vigil-access" }
 
 func (a *access) Provides(h byte) bool {
 	switch h {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
+		mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosPublish, mqtt.OnPacketSent, mqtt.OnQosDropped,
 		mqtt.OnClientExpired, mqtt.OnStopped:
 		return true
@@ -191,6 +192,40 @@ func (a *access) expire(s *session) {
 	}
 	a.refuse(s.client, "token_expired", "", "user", s.principal.Subject)
 	_ = a.b.server.DisconnectClient(s.client, packets.ErrNotAuthorized)
+}
+
+// OnSessionEstablish moves the client's Receive Maximum (MQTT 5 flow control) from mochi to the
+// connection (sendConn). mochi's own flow control deadlocks: when an acknowledgement frees
+// room, the client's reader takes the inflight set's read lock twice (Inflight.NextImmediate
+// calls GetAll), and a publisher adding a message for that client in between waits for the
+// write lock and blocks the second read lock; the reader, the publisher (an ingest worker)
+// and every later publisher to that client stop for good. With the client's Receive Maximum
+// at 0, mochi neither holds messages back nor takes that path; sendConn holds them instead.
+// This runs before the session is inherited, which would reset mochi's quota from it.
+func (a *access) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	sc, ok := cl.Net.Conn.(*sendConn)
+	if !ok {
+		return
+	}
+	sc.setReceiveMaximum(int(cl.Properties.Props.ReceiveMaximum))
+	cl.Properties.Props.ReceiveMaximum = 0
+	cl.State.Inflight.ResetSendQuota(0)
+}
+
+// OnPacketProcessed frees room in the client's window when it acknowledges a message.
+func (a *access) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubcomp:
+	case packets.Pubrec:
+		if pk.ReasonCode < 0x80 {
+			return // QoS 2 goes on: the window frees at PUBCOMP
+		}
+	default:
+		return
+	}
+	if sc, ok := cl.Net.Conn.(*sendConn); ok {
+		sc.acked()
+	}
 }
 
 func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
@@ -430,19 +465,11 @@ func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, re
 		return // mochi also calls this for the acknowledgement of a client's QoS 1/2 publish
 	}
 	sc, ok := cl.Net.Conn.(*sendConn)
-	if !ok || pk.FixedHeader.Dup || heldBack(cl) {
-		return // a resend or a message held for the client's receive maximum: written directly
+	if !ok || pk.FixedHeader.Dup {
+		return // a resend: written directly
 	}
 	a.awaitQueue(cl, sc)
 	sc.queued.Add(1)
-}
-
-// heldBack tells whether mochi holds the message being published back instead of queueing it:
-// the client's receive maximum (MQTT 5) is reached. It is written when an acknowledgement frees
-// room.
-func heldBack(cl *mqtt.Client) bool {
-	rm := int(cl.Properties.Props.ReceiveMaximum)
-	return rm > 0 && cl.State.Inflight.Len() > rm
 }
 
 // OnPacketSent: a QoS 1/2 PUBLISH left the client's queue (or was written directly).

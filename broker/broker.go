@@ -18,6 +18,11 @@
 // and access.awaitQueue); when its send buffer, unacknowledged messages or a stalled write pass
 // their limits, the drop is counted and logged with client and topic, and the client is
 // disconnected so that it reconnects and catches up through the REST API.
+//
+// Two of mochi's paths deadlock on a read lock taken twice while a writer waits, so Vigil does
+// that work itself: the client's Receive Maximum (MQTT 5 flow control) is kept by the
+// connection, not by mochi (access.OnSessionEstablish, sendConn.admit), and a closing listener
+// disconnects its clients without mochi's Clients.GetByListener (Broker.closeClients).
 package broker
 
 import (

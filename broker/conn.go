@@ -31,6 +31,9 @@ type sendConn struct {
 
 	mu      sync.Mutex
 	buf     []byte // unsent bytes
+	rmax    int    // the client's Receive Maximum (MQTT 5); 0: no limit
+	unacked int    // QoS 1/2 PUBLISH packets sent and not yet acknowledged (with rmax)
+	held    []byte // whole packets waiting for the client to acknowledge (with rmax), in order
 	spare   []byte // the buffer being written, reused for the next round
 	writing bool   // a flusher runs
 	closing bool
@@ -76,7 +79,7 @@ func (c *sendConn) Write(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	if len(c.buf)+len(p) > c.max {
+	if len(c.buf)+len(c.held)+len(p) > c.max {
 		c.err = errSendBuffer
 		c.mu.Unlock()
 		if c.overflow != nil {
@@ -86,15 +89,110 @@ func (c *sendConn) Write(p []byte) (int, error) {
 		c.Conn.Close()
 		return 0, errSendBuffer
 	}
-	if !c.writing && len(c.buf) == 0 {
-		return c.writeNow(p)
+	out := p
+	if c.rmax > 0 {
+		if out = c.admit(p); len(out) == 0 {
+			c.mu.Unlock()
+			return len(p), nil
+		}
 	}
-	c.buf = append(c.buf, p...)
+	if !c.writing && len(c.buf) == 0 {
+		if _, err := c.writeNow(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	c.buf = append(c.buf, out...)
 	if !c.writing {
 		c.startFlusher()
 	}
 	c.mu.Unlock()
 	return len(p), nil
+}
+
+// setReceiveMaximum makes the connection keep the client's Receive Maximum: at most n QoS 1/2
+// PUBLISH packets unacknowledged (see access.OnSessionEstablish: mochi's own flow control is
+// turned off). Called before anything is written to the client.
+func (c *sendConn) setReceiveMaximum(n int) {
+	c.mu.Lock()
+	c.rmax = n
+	c.mu.Unlock()
+}
+
+// admit returns the part of p (whole packets, as mochi writes them) that may be written now;
+// the rest is held, in order, until acknowledgements free room. Called with mu held.
+func (c *sendConn) admit(p []byte) []byte {
+	if len(c.held) > 0 {
+		c.held = append(c.held, p...) // nothing overtakes a held packet
+		return nil
+	}
+	n := c.release(p)
+	if n < len(p) {
+		c.held = append(c.held, p[n:]...)
+	}
+	return p[:n]
+}
+
+// release counts the QoS 1/2 PUBLISH packets at the start of b that fit in the client's
+// window and returns how many bytes of b they (and the other packets among them) take.
+// Called with mu held.
+func (c *sendConn) release(b []byte) int {
+	i := 0
+	for i < len(b) {
+		n, ok := packetLen(b[i:])
+		if !ok {
+			return len(b) // not whole packets: written as they are
+		}
+		if b[i]>>4 == 3 && b[i]>>1&3 != 0 { // PUBLISH, QoS 1 or 2
+			if c.unacked >= c.rmax {
+				return i
+			}
+			c.unacked++
+		}
+		i += n
+	}
+	return i
+}
+
+// acked records an acknowledgement from the client (PUBACK, PUBCOMP, or PUBREC with a failure
+// code) and sends what was held back for want of room.
+func (c *sendConn) acked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rmax == 0 {
+		return
+	}
+	if c.unacked > 0 {
+		c.unacked--
+	}
+	if len(c.held) == 0 || c.err != nil {
+		return
+	}
+	n := c.release(c.held)
+	if n == 0 {
+		return
+	}
+	c.buf = append(c.buf, c.held[:n]...)
+	if c.held = c.held[n:]; len(c.held) == 0 {
+		c.held = nil
+	}
+	if !c.writing {
+		c.startFlusher()
+	}
+}
+
+// packetLen returns the length of the MQTT packet b starts with, and whether b holds all of it.
+func packetLen(b []byte) (int, bool) {
+	n, shift := 0, 0
+	for i := 1; i < len(b) && i < 5; i++ {
+		n |= int(b[i]&0x7f) << shift
+		if b[i]&0x80 == 0 {
+			total := i + 1 + n
+			return total, total <= len(b)
+		}
+		shift += 7
+	}
+	return 0, false
 }
 
 // fastWrite bounds the direct write: a socket with room takes it in microseconds; one that is

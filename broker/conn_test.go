@@ -165,3 +165,56 @@ func publishPacket(topic string, payload []byte) []byte {
 	}
 	return append(out, body...)
 }
+
+// publishFrame is a QoS 1 or 2 PUBLISH packet (MQTT 5) on topic "t", packet ID 1, with a
+// one-byte payload.
+func publishFrame(qos, payload byte) []byte {
+	return []byte{0x30 | qos<<1, 7, 0, 1, 't', 0, 1, 0, payload}
+}
+
+// TestSendConnReceiveMaximum: with the client's Receive Maximum, at most that many QoS 1/2
+// PUBLISH packets are unacknowledged; the rest wait, in order (a QoS 0 packet behind a held one
+// waits too), and each acknowledgement lets the next go.
+func TestSendConnReceiveMaximum(t *testing.T) {
+	srv, cli := tcpPair(t)
+	sc := newSendConn(srv, 1<<20, 5*time.Second, nil)
+	sc.setReceiveMaximum(2)
+	qos0 := []byte{0x30, 4, 0, 1, 't', 9}
+	// One write with three QoS 1 packets (mochi batches), then a QoS 0 one and a QoS 2 one.
+	batch := append(append(publishFrame(1, 1), publishFrame(1, 2)...), publishFrame(1, 3)...)
+	for _, p := range [][]byte{batch, qos0, publishFrame(2, 4)} {
+		if n, err := sc.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	expect := func(what string, want []byte) {
+		t.Helper()
+		got := make([]byte, len(want))
+		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(cli, got); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: read % x, %v; want % x", what, got, err, want)
+		}
+	}
+	nothing := func(what string) {
+		t.Helper()
+		cli.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := cli.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("%s: a byte arrived past the window", what)
+		}
+	}
+	expect("the window's two packets", append(publishFrame(1, 1), publishFrame(1, 2)...))
+	nothing("two unacknowledged")
+	sc.acked()
+	expect("the third after one acknowledgement, with the QoS 0 packet behind it", append(publishFrame(1, 3), qos0...))
+	nothing("two unacknowledged again")
+	sc.acked()
+	expect("the QoS 2 packet", publishFrame(2, 4))
+	sc.acked()
+	sc.acked()
+	sc.acked() // more acknowledgements than packets (a duplicate): the count stays at zero
+	if _, err := sc.Write(append(publishFrame(1, 5), publishFrame(1, 6)...)); err != nil {
+		t.Fatal(err)
+	}
+	expect("a full window again", append(publishFrame(1, 5), publishFrame(1, 6)...))
+	nothing("the window is full")
+}
