@@ -24,6 +24,10 @@ type sendConn struct {
 	timeout  time.Duration              // a write taking longer is a dead client
 	overflow func(client, topic string) // called once when the limit is passed
 	client   atomic.Value               // the MQTT client ID, once authenticated (for the log)
+	// direct: a write may be tried in the caller's goroutine with a short deadline and resumed
+	// after a timeout. Only plain TCP allows that: after a timed-out write, a TLS connection
+	// and a WebSocket refuse every later write (and a WebSocket frame cannot be resumed).
+	direct bool
 
 	// queued counts the QoS 1/2 PUBLISH packets handed to mochi's per-client queue and not yet
 	// written (see access.OnQosPublish and OnPacketSent): how full that queue is.
@@ -41,7 +45,8 @@ type sendConn struct {
 }
 
 func newSendConn(c net.Conn, max int, timeout time.Duration, overflow func(client, topic string)) *sendConn {
-	return &sendConn{Conn: c, max: max, timeout: timeout, overflow: overflow}
+	_, direct := c.(*net.TCPConn)
+	return &sendConn{Conn: c, max: max, timeout: timeout, overflow: overflow, direct: direct}
 }
 
 // setClient records the MQTT client ID of the connection.
@@ -96,7 +101,7 @@ func (c *sendConn) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	if !c.writing && len(c.buf) == 0 {
+	if c.direct && !c.writing && len(c.buf) == 0 {
 		if _, err := c.writeNow(out); err != nil {
 			return 0, err
 		}
@@ -199,8 +204,8 @@ func packetLen(b []byte) (int, bool) {
 // full hands the rest to the flusher.
 const fastWrite = 2 * time.Millisecond
 
-// writeNow is the common case: nothing is waiting, so p is written directly, in the caller's
-// goroutine (no hand-off). Called with mu held; returns with it released.
+// writeNow is the common case on plain TCP: nothing is waiting, so p is written directly, in
+// the caller's goroutine (no hand-off). Called with mu held; returns with it released.
 func (c *sendConn) writeNow(p []byte) (int, error) {
 	c.writing = true // writes arriving meanwhile queue behind p
 	c.mu.Unlock()

@@ -2,11 +2,22 @@ package broker
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // tcpPair returns both ends of a real loopback TCP connection.
@@ -217,4 +228,93 @@ func TestSendConnReceiveMaximum(t *testing.T) {
 	}
 	expect("a full window again", append(publishFrame(1, 5), publishFrame(1, 6)...))
 	nothing("the window is full")
+}
+
+// tlsPair returns both ends of a TLS connection over loopback TCP, handshake done.
+func tlsPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	s, c := tcpPair(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"vigil.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	ts := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "vigil.test"})
+	done := make(chan error, 1)
+	go func() { done <- ts.Handshake() }()
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return ts, tc
+}
+
+// wsPair returns both ends of a WebSocket connection, as the byte streams MQTT uses.
+func wsPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	conns := make(chan *websocket.Conn, 1)
+	up := websocket.Upgrader{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		conns <- ws
+	}))
+	t.Cleanup(hs.Close)
+	cws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client = WebSocketConn(<-conns), WebSocketConn(cws)
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server, client
+}
+
+// TestSendConnSlowReader: over TLS and WebSocket, a client that stops reading while much is
+// sent (its socket buffers fill) gets everything, intact and in order, once it reads again. A
+// write that times out breaks those connections for good, so they never get the short
+// deadline of the direct write that plain TCP gets.
+func TestSendConnSlowReader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pair func(*testing.T) (net.Conn, net.Conn)
+	}{{"tls", tlsPair}, {"websocket", wsPair}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, cli := tc.pair(t)
+			sc := newSendConn(srv, 64<<20, 20*time.Second, nil)
+			const total, size = 16 << 20, 1024
+			var want bytes.Buffer
+			for i := range total / size {
+				p := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, size/2)
+				want.Write(p)
+				if _, err := sc.Write(p); err != nil {
+					t.Fatalf("Write #%d: %v", i, err)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the client reads nothing meanwhile
+			got := make([]byte, total)
+			cli.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if n, err := io.ReadFull(cli, got); err != nil {
+				t.Fatalf("read %d of %d bytes: %v", n, total, err)
+			}
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatal("bytes arrived out of order or damaged")
+			}
+		})
+	}
 }
