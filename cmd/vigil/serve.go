@@ -204,6 +204,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	applyMemoryLimit(cgroupRoot, getenv, log)
 	v, err := start(ctx, c, log, stderr)
 	if err != nil {
 		return err
