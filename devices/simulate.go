@@ -113,24 +113,29 @@ func Simulate(ctx context.Context, opts SimOptions) (Summary, error) {
 	s.log.Info("simulation starting", "url", s.url.Redacted(), "monitors", len(opts.Monitors),
 		"rate", s.rate, "time_scale", s.scale, "qos", s.qos)
 
+	// The monitors stop only once the summary has counted those connected at the stop, so
+	// none of them disconnecting first can change that count.
+	run, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
 	var wg sync.WaitGroup
 	n := len(opts.Monitors)
 	for i, m := range opts.Monitors {
 		r := s.newRunner(m)
 		// Spread the monitors over one sample period: connects and publishes come evenly.
 		offset := time.Duration(float64(s.period) * float64(i) / float64(n))
-		wg.Go(func() { r.run(ctx, offset) })
+		wg.Go(func() { r.run(run, offset) })
 	}
 	if opts.Watch != nil {
 		w := s.newWatcher(*opts.Watch)
-		wg.Go(func() { w.run(ctx) })
+		wg.Go(func() { w.run(run) })
 	}
 	if opts.Progress != nil {
-		wg.Go(func() { s.report(ctx) })
+		wg.Go(func() { s.report(run) })
 	}
 
 	<-ctx.Done()
 	end, connected := time.Now(), int(s.connected.Load())
+	stop()
 	wg.Wait()
 	sum := s.summary()
 	sum.Connected, sum.Elapsed = connected, end.Sub(s.start)
