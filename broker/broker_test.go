@@ -236,62 +236,59 @@ func TestQueueCountIgnoresAcks(t *testing.T) {
 }
 
 // TestCloseDisconnectsClients: closing the broker sends every client "server shutting down"
-// (0x8B) and returns, while other clients keep connecting and leaving (each leaving client
-// takes the client list's write lock, which once deadlocked the shutdown).
+// (0x8B) and returns, while other clients are leaving (each leaving client takes the client
+// list's write lock, which once deadlocked the shutdown). New connections are not made during
+// the shutdown: mochi adds them to a WaitGroup that its Close may already be waiting on, a
+// race of its own.
 func TestCloseDisconnectsClients(t *testing.T) {
 	br, _, jwt := testBroker(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	connect := func(id string, onDisconnect func(*paho.Disconnect)) (*paho.Client, net.Conn, error) {
+	connect := func(id string, onDisconnect func(*paho.Disconnect)) (*paho.Client, net.Conn) {
 		conn, err := net.Dial("tcp", br.Addr("tcp"))
 		if err != nil {
-			return nil, nil, err
+			t.Fatal(err)
 		}
 		c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: onDisconnect})
 		ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
 			Username: "nurse", UsernameFlag: true, Password: []byte(jwt), PasswordFlag: true})
-		if err == nil && ca.ReasonCode != 0 {
-			err = fmt.Errorf("CONNACK reason %#x", ca.ReasonCode)
+		if err != nil || ca.ReasonCode != 0 {
+			t.Fatalf("%s: CONNACK %v, %v", id, ca, err)
 		}
-		if err != nil {
-			conn.Close()
-			return nil, nil, err
-		}
-		return c, conn, nil
+		return c, conn
 	}
-	const n = 20
+	const n, leavers, each = 20, 4, 25
 	reasons := make(chan byte, n)
 	for i := range n {
-		if _, _, err := connect(fmt.Sprintf("web-%d", i), func(d *paho.Disconnect) { reasons <- d.ReasonCode }); err != nil {
-			t.Fatalf("client %d: %v", i, err)
+		connect(fmt.Sprintf("web-%d", i), func(d *paho.Disconnect) { reasons <- d.ReasonCode })
+	}
+	type client struct {
+		c    *paho.Client
+		conn net.Conn
+	}
+	leaving := make([][]client, leavers)
+	for g := range leavers {
+		for i := range each {
+			c, conn := connect(fmt.Sprintf("leaving-%d-%d", g, i), nil)
+			leaving[g] = append(leaving[g], client{c, conn})
 		}
 	}
 
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var churned atomic.Int64
-	for g := range 4 {
+	var left atomic.Int64
+	for g := range leavers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c, conn, err := connect(fmt.Sprintf("churn-%d-%d", g, i), nil)
-				if err != nil {
-					continue // refused or cut by the shutdown
-				}
-				churned.Add(1)
-				c.Disconnect(&paho.Disconnect{})
-				conn.Close()
+			for _, l := range leaving[g] {
+				l.c.Disconnect(&paho.Disconnect{})
+				l.conn.Close()
+				left.Add(1)
 			}
 		}()
 	}
-	for churned.Load() < 20 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	for left.Load() < leavers && ctx.Err() == nil {
+		time.Sleep(100 * time.Microsecond)
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- br.Close() }()
@@ -303,7 +300,6 @@ func TestCloseDisconnectsClients(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Close did not return")
 	}
-	close(stop)
 	wg.Wait()
 	for i := range n {
 		select {
