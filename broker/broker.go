@@ -38,6 +38,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -192,6 +193,9 @@ type Broker struct {
 	ws      *wsListener
 	stats   *Stats
 
+	// gate keeps new connections from starting while mochi closes (see admit).
+	gate      sync.RWMutex
+	shut      bool // under gate
 	closeOnce sync.Once
 }
 
@@ -252,16 +256,16 @@ func MochiOptions(opts Options) *mqtt.Options {
 // Start restores persisted state and opens the listeners.
 func (b *Broker) Start() error {
 	if b.opts.MQTTAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.wrap, b.closeClients, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tcp", b.opts.MQTTAddr, nil, b.admit, b.closeClients, b.log)); err != nil {
 			return fmt.Errorf("mqtt listener %s: %w", b.opts.MQTTAddr, err)
 		}
 	}
 	if b.opts.TLSAddr != "" {
-		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.wrap, b.closeClients, b.log)); err != nil {
+		if err := b.server.AddListener(newTCPListener("tls", b.opts.TLSAddr, b.opts.TLSConfig, b.admit, b.closeClients, b.log)); err != nil {
 			return fmt.Errorf("mqtts listener %s: %w", b.opts.TLSAddr, err)
 		}
 	}
-	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.wrap, b.closeClients, b.log, b.stats)
+	b.ws = newWSListener("ws", b.opts.AllowedOrigins, b.admit, b.closeClients, b.log, b.stats)
 	if err := b.server.AddListener(b.ws); err != nil {
 		return err
 	}
@@ -272,8 +276,32 @@ func (b *Broker) Start() error {
 	return nil
 }
 
+// errClosing refuses a connection that arrives while the broker closes.
+var errClosing = errors.New("broker closing")
+
+// admit gives a new connection its send buffer (sendConn) and hands it to mochi, unless the
+// broker is closing. mochi's Close waits for its clients on a WaitGroup that each client joins
+// as it starts, and a client starting while Close waits is a race inside mochi. So admission
+// holds the gate's read lock until mochi first reads from the connection (the client has
+// joined by then), and Close takes the write lock, once, before it closes mochi: after that,
+// no connection starts.
+func (b *Broker) admit(establish listeners.EstablishFn, listener string, c net.Conn) error {
+	b.gate.RLock()
+	if b.shut {
+		b.gate.RUnlock()
+		c.Close()
+		return errClosing
+	}
+	var once sync.Once
+	admitted := func() { once.Do(b.gate.RUnlock) }
+	defer admitted()
+	sc := b.wrap(c)
+	sc.started.Store(&admitted)
+	return establish(listener, sc)
+}
+
 // wrap gives a new connection its elastic send buffer (see sendConn).
-func (b *Broker) wrap(c net.Conn) net.Conn {
+func (b *Broker) wrap(c net.Conn) *sendConn {
 	return newSendConn(c, b.opts.MaxSendBuffer, b.opts.WriteTimeout, func(client, topic string) {
 		b.stats.dropped("send_buffer_full")
 		b.log.Warn("subscriber cannot keep up; disconnecting it so it reconnects and catches up",
@@ -348,6 +376,9 @@ func (b *Broker) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.access.closing.Store(true)
+		b.gate.Lock() // connections being admitted reach mochi first; none start after
+		b.shut = true
+		b.gate.Unlock()
 		err = b.server.Close()
 		if b.persist != nil {
 			if perr := b.persist.close(); perr != nil && err == nil {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -237,9 +238,9 @@ func TestQueueCountIgnoresAcks(t *testing.T) {
 
 // TestCloseDisconnectsClients: closing the broker sends every client "server shutting down"
 // (0x8B) and returns, while other clients are leaving (each leaving client takes the client
-// list's write lock, which once deadlocked the shutdown). New connections are not made during
-// the shutdown: mochi adds them to a WaitGroup that its Close may already be waiting on, a
-// race of its own.
+// list's write lock, which once deadlocked the shutdown) and new ones arriving (mochi adds each
+// to a WaitGroup its Close waits on: a race inside mochi unless Broker.admit holds them back,
+// which TestAdmitGate checks deterministically).
 func TestCloseDisconnectsClients(t *testing.T) {
 	br, _, jwt := testBroker(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -276,6 +277,30 @@ func TestCloseDisconnectsClients(t *testing.T) {
 
 	var wg sync.WaitGroup
 	var left atomic.Int64
+	stop := make(chan struct{})
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				conn, err := net.Dial("tcp", br.Addr("tcp"))
+				if err != nil {
+					continue // the listener is closed
+				}
+				c := paho.NewClient(paho.ClientConfig{Conn: conn})
+				if _, err := c.Connect(ctx, &paho.Connect{ClientID: fmt.Sprintf("arriving-%d-%d", g, i), CleanStart: true,
+					KeepAlive: 30, Password: []byte(jwt), PasswordFlag: true}); err == nil {
+					c.Disconnect(&paho.Disconnect{})
+				}
+				conn.Close()
+			}
+		}()
+	}
 	for g := range leavers {
 		wg.Add(1)
 		go func() {
@@ -300,6 +325,7 @@ func TestCloseDisconnectsClients(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Close did not return")
 	}
+	close(stop)
 	wg.Wait()
 	for i := range n {
 		select {
@@ -434,5 +460,54 @@ func TestReceiveMaximumBusy(t *testing.T) {
 	}
 	if n := got.Load(); n != publishers*each {
 		t.Fatalf("the subscriber got %d of %d messages", n, publishers*each)
+	}
+}
+
+// TestAdmitGate: Close waits while a connection is being handed to mochi, until mochi first
+// reads from it (by then mochi counts the client that its Close waits for); after Close, new
+// connections are refused. The EstablishFn stands in for mochi's, to hold the hand-over open.
+func TestAdmitGate(t *testing.T) {
+	br, _, _ := testBroker(t, nil)
+	srv, cli := tcpPair(t)
+	inside, proceed := make(chan struct{}), make(chan struct{})
+	admitted := make(chan error, 1)
+	go func() {
+		admitted <- br.admit(func(_ string, c net.Conn) error {
+			close(inside)
+			<-proceed
+			_, err := c.Read(make([]byte, 1))
+			return err
+		}, "tcp", srv)
+	}()
+	<-inside
+	closed := make(chan error, 1)
+	go func() { closed <- br.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close went ahead while a connection was being admitted")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := cli.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	close(proceed)
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return once mochi had read from the connection")
+	}
+	if err := <-admitted; err != nil {
+		t.Errorf("admit: %v", err)
+	}
+	late, _ := tcpPair(t)
+	err := br.admit(func(string, net.Conn) error {
+		t.Error("a connection was established after Close")
+		return nil
+	}, "tcp", late)
+	if !errors.Is(err, errClosing) {
+		t.Errorf("admit after Close = %v; want errClosing", err)
 	}
 }

@@ -24,6 +24,7 @@ type sendConn struct {
 	timeout  time.Duration              // a write taking longer is a dead client
 	overflow func(client, topic string) // called once when the limit is passed
 	client   atomic.Value               // the MQTT client ID, once authenticated (for the log)
+	started  atomic.Pointer[func()]     // called at the first Read: mochi has the connection (Broker.admit)
 	// direct: a write may be tried in the caller's goroutine with a short deadline and resumed
 	// after a timeout. Only plain TCP allows that: after a timed-out write, a TLS connection
 	// and a WebSocket refuse every later write (and a WebSocket frame cannot be resumed).
@@ -69,6 +70,17 @@ func publishTopic(b []byte) string {
 		return ""
 	}
 	return string(b[i+2 : i+2+n])
+}
+
+// Read reads from the connection; the first read tells Broker.admit that mochi has taken the
+// connection in.
+func (c *sendConn) Read(p []byte) (int, error) {
+	if c.started.Load() != nil {
+		if f := c.started.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+	return c.Conn.Read(p)
 }
 
 // NetConn returns the wrapped connection (the TLS state of a device certificate lives there).

@@ -21,7 +21,7 @@ type tcpListener struct {
 	id, addr string
 	tls      *tls.Config
 	log      *slog.Logger
-	wrap     func(net.Conn) net.Conn
+	admit    admitFn
 	shutdown func(listener string) // disconnects the listener's clients (Broker.closeClients)
 
 	mu     sync.Mutex
@@ -31,8 +31,11 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id, addr string, tc *tls.Config, wrap func(net.Conn) net.Conn, shutdown func(string), log *slog.Logger) *tcpListener {
-	return &tcpListener{id: id, addr: addr, tls: tc, wrap: wrap, shutdown: shutdown, log: log.With("listener", id)}
+// admitFn hands a new connection to mochi (Broker.admit).
+type admitFn func(establish listeners.EstablishFn, listener string, c net.Conn) error
+
+func newTCPListener(id, addr string, tc *tls.Config, admit admitFn, shutdown func(string), log *slog.Logger) *tcpListener {
+	return &tcpListener{id: id, addr: addr, tls: tc, admit: admit, shutdown: shutdown, log: log.With("listener", id)}
 }
 
 func (l *tcpListener) ID() string { return l.id }
@@ -76,7 +79,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		go func() {
-			if err := establish(l.id, l.wrap(conn)); err != nil {
+			if err := l.admit(establish, l.id, conn); err != nil {
 				l.log.Debug("connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -102,7 +105,7 @@ func (l *tcpListener) Close(listeners.CloseFn) {
 // origin) of the API and the dashboard. It refuses upgrades from origins not allowed.
 type wsListener struct {
 	id       string
-	wrap     func(net.Conn) net.Conn
+	admit    admitFn
 	shutdown func(listener string) // as tcpListener's
 	log      *slog.Logger
 	stats    *Stats
@@ -116,8 +119,8 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, origins []string, wrap func(net.Conn) net.Conn, shutdown func(string), log *slog.Logger, stats *Stats) *wsListener {
-	l := &wsListener{id: id, wrap: wrap, shutdown: shutdown, log: log.With("listener", id), stats: stats, origins: origins}
+func newWSListener(id string, origins []string, admit admitFn, shutdown func(string), log *slog.Logger, stats *Stats) *wsListener {
+	l := &wsListener{id: id, admit: admit, shutdown: shutdown, log: log.With("listener", id), stats: stats, origins: origins}
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:    []string{"mqtt"},
 		ReadBufferSize:  1024,
@@ -169,8 +172,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader has answered
 	}
-	conn := l.wrap(&wsConn{ws: ws})
-	if err := establish(l.id, conn); err != nil {
+	if err := l.admit(establish, l.id, &wsConn{ws: ws}); err != nil {
 		l.log.Debug("connection ended", "remote", r.RemoteAddr, "err", err)
 	}
 }
