@@ -21,8 +21,9 @@
 //
 // Two of mochi's paths deadlock on a read lock taken twice while a writer waits, so Vigil does
 // that work itself: the client's Receive Maximum (MQTT 5 flow control) is kept by the
-// connection, not by mochi (access.OnSessionEstablish, sendConn.admit), and a closing listener
-// disconnects its clients without mochi's Clients.GetByListener (Broker.closeClients).
+// connection, not by mochi (access.OnSessionEstablish, sendConn.fit), and a closing listener
+// disconnects its clients without mochi's Clients.GetByListener (Broker.closeClients). And no
+// connection starts while mochi closes, which would race inside it (Broker.admit).
 package broker
 
 import (
@@ -359,8 +360,6 @@ func (b *Broker) Stats() *Stats { return b.stats }
 // Snapshot returns the counters and the subscribers per filter now.
 func (b *Broker) Snapshot() Snapshot { return b.stats.snapshot(b.server) }
 
-// Close disconnects every client and stops. Devices disconnected by the shutdown are not
-// reported as dropped.
 // closeClients disconnects the clients of a listener that is closing, with "server shutting
 // down". It reads the client list under one read lock (Clients.GetAll), unlike mochi's
 // GetByListener (see tcpListener.Close).
@@ -372,6 +371,8 @@ func (b *Broker) closeClients(listener string) {
 	}
 }
 
+// Close disconnects every client and stops. Devices disconnected by the shutdown are not
+// reported as dropped.
 func (b *Broker) Close() error {
 	var err error
 	b.closeOnce.Do(func() {

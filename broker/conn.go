@@ -108,7 +108,7 @@ func (c *sendConn) Write(p []byte) (int, error) {
 	}
 	out := p
 	if c.rmax > 0 {
-		if out = c.admit(p); len(out) == 0 {
+		if out = c.fit(p); len(out) == 0 {
 			c.mu.Unlock()
 			return len(p), nil
 		}
@@ -136,9 +136,9 @@ func (c *sendConn) setReceiveMaximum(n int) {
 	c.mu.Unlock()
 }
 
-// admit returns the part of p (whole packets, as mochi writes them) that may be written now;
-// the rest is held, in order, until acknowledgements free room. Called with mu held.
-func (c *sendConn) admit(p []byte) []byte {
+// fit returns the part of p (whole packets, as mochi writes them) that fits in the client's
+// window now; the rest is held, in order, until acknowledgements free room. Called with mu held.
+func (c *sendConn) fit(p []byte) []byte {
 	if len(c.held) > 0 {
 		c.held = append(c.held, p...) // nothing overtakes a held packet
 		return nil
