@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +62,8 @@ type benchConfig struct {
 	MQTT        string
 	User        string
 	Password    string
+	CPUProfile  string
+	LoadProcs   int
 
 	against []string  // parsed Against
 	sweep   sweepPlan // parsed Sweep
@@ -91,6 +95,8 @@ func (c *benchConfig) flags(s *settings) {
 	s.String(&c.MQTT, "mqtt", "VIGIL_BENCH_MQTT", "", "with --target: the MQTT address (host:port) monitors and subscribers use (default: the target's host, port 1883)")
 	s.String(&c.User, "user", "VIGIL_BENCH_USER", "admin", "with --target: the admin user that provisions the monitors")
 	s.String(&c.Password, "password", "VIGIL_BENCH_PASSWORD", "", "with --target: their password")
+	s.Int(&c.LoadProcs, "load-procs", "VIGIL_BENCH_LOAD_PROCS", 1, "cores the bench's own monitors and subscribers may run on at once (GOMAXPROCS; 0: all): one leaves the most to a local server and costs the least per sample; the report's \"load CPU %\" near 100 x this means the load, not the server, was the limit")
+	s.String(&c.CPUProfile, "cpuprofile", "VIGIL_BENCH_CPUPROFILE", "", "write a CPU profile of the bench itself (its monitors and subscribers, not the servers) to this file")
 }
 
 // check validates the settings and parses the lists.
@@ -112,6 +118,8 @@ func (c *benchConfig) check() error {
 		return errors.New("--subscribers: at least 1 (latency is measured at the subscribers)")
 	case c.Pairs < 1 || c.Pairs > 100:
 		return errors.New("--pairs: 1 to 100")
+	case c.LoadProcs < 0 || c.LoadProcs > 1024:
+		return errors.New("--load-procs: 0 to 1024")
 	case c.Alerts < -1 || c.Alerts > c.Devices:
 		return errors.New("--alerts: 0 to --devices")
 	case c.Idle && c.Sweep != "":
@@ -229,6 +237,17 @@ func runBenchCommand(ctx context.Context, args []string, getenv func(string) str
 		return err
 	}
 	c.exe = exe
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep, err := runBench(ctx, c, stderr)
 	if rep != nil {
 		writeBenchTable(stdout, rep)
@@ -247,6 +266,11 @@ func runBenchCommand(ctx context.Context, args []string, getenv func(string) str
 // measured: after Ctrl-C, or a run that fails, the runs done so far.
 func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchReport, error) {
 	rep := newBenchReport(c)
+	if c.LoadProcs > 0 {
+		// The servers are other processes: this bounds the monitors and subscribers only.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.LoadProcs))
+	}
+	rep.Settings.LoadProcs = runtime.GOMAXPROCS(0)
 	for _, n := range raiseFileLimit(c.Devices + c.Subscribers + 256) {
 		fmt.Fprintln(stderr, "vigil bench:", n)
 		rep.Notes = append(rep.Notes, n)
@@ -287,6 +311,9 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchRepor
 		err = nil // Ctrl-C: report what was measured
 	}
 	rep.summarize()
+	if n := rep.loadBoundNote(); n != "" {
+		rep.Notes = append(rep.Notes, n)
+	}
 	return rep, err
 }
 

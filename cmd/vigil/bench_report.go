@@ -57,6 +57,7 @@ type benchSettings struct {
 	Alerts      int     `json:"alerts"`
 	Target      string  `json:"target,omitempty"`
 	MQTT        string  `json:"mqtt,omitempty"`
+	LoadProcs   int     `json:"load_procs"` // cores the bench's monitors and subscribers ran on (GOMAXPROCS)
 }
 
 // benchRun is one run: a fresh server, one rate.
@@ -91,6 +92,8 @@ type benchRun struct {
 	RSSBeforeMB  *float64 `json:"rss_before_mb"`
 	RSSPerConnKB *float64 `json:"rss_per_connection_kb"`
 
+	LoadCPUPercent *float64 `json:"load_cpu_percent"` // the bench's monitors and subscribers, of one core; null: n/a
+
 	Interrupted bool `json:"interrupted,omitempty"`
 }
 
@@ -118,6 +121,24 @@ func latencyOf(h *histogram) *benchLatency {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return &benchLatency{Count: h.Count(), P50: ms(h.Quantile(0.5)), P90: ms(h.Quantile(0.9)), P99: ms(h.Quantile(0.99)),
 		P999: ms(h.Quantile(0.999)), Max: ms(h.Max()), Mean: ms(h.Mean())}
+}
+
+// loadBoundNote names the runs in which the bench's own monitors and subscribers used nearly
+// all the cores they may (--load-procs): there the load, not the server, may have been the
+// limit. "" when none did.
+func (rep *benchReport) loadBoundNote() string {
+	limit := 90 * float64(rep.Settings.LoadProcs)
+	var runs []string
+	for _, r := range rep.Runs {
+		if r.LoadCPUPercent != nil && *r.LoadCPUPercent >= limit {
+			runs = append(runs, fmt.Sprintf("%s %g/s pair %d (%.0f%%)", r.Server, r.Rate, r.Pair, *r.LoadCPUPercent))
+		}
+	}
+	if len(runs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the load itself used %d%% or more of its %d core(s) in %s: there it may have been the limit, not the server (see --load-procs)",
+		int(limit), rep.Settings.LoadProcs, strings.Join(runs, ", "))
 }
 
 // passes tells whether a run at a sweep's rate passes: every sample of the window arrived at
@@ -208,6 +229,7 @@ var loadFigures = []benchFigure{
 	{key: "cpu_percent", head: "CPU %", prec: 1, ratio: true, get: func(r *benchRun) (float64, bool) { return optional(r.CPUPercent) }},
 	{key: "rss_mb", head: "RSS MB", prec: 1, ratio: true, get: func(r *benchRun) (float64, bool) { return optional(r.RSSMB) }},
 	{key: "rss_per_connection_kb", head: "KB/conn", prec: 1, ratio: true, get: func(r *benchRun) (float64, bool) { return optional(r.RSSPerConnKB) }},
+	{key: "load_cpu_percent", head: "load CPU %", prec: 1, get: func(r *benchRun) (float64, bool) { return optional(r.LoadCPUPercent) }},
 }
 
 var idleFigures = []benchFigure{
@@ -380,8 +402,8 @@ func writeBenchTable(w io.Writer, rep *benchReport) {
 	if rep.Mode == "load" && s.Pairs > 1 {
 		fmt.Fprintf(w, ", %d pairs (median, then min-max)", s.Pairs)
 	}
-	fmt.Fprintf(w, "\n%s, %d CPUs (GOMAXPROCS %d), kernel %s, %s, vigil %s\n", orNA(rep.Machine.CPUModel), rep.Machine.NumCPU,
-		rep.Machine.GOMAXPROCS, orNA(rep.Machine.Kernel), rep.Machine.GoVersion, rep.Machine.VigilVersion)
+	fmt.Fprintf(w, "\n%s, %d CPUs (GOMAXPROCS %d; the load on %d), kernel %s, %s, vigil %s\n", orNA(rep.Machine.CPUModel), rep.Machine.NumCPU,
+		rep.Machine.GOMAXPROCS, s.LoadProcs, orNA(rep.Machine.Kernel), rep.Machine.GoVersion, rep.Machine.VigilVersion)
 	if rep.Interrupted {
 		fmt.Fprintln(w, "INTERRUPTED: the figures cover what was measured before Ctrl-C")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -127,6 +128,8 @@ func (b *bench) load(ctx context.Context, spec runSpec, srv *benchServer, plan *
 
 	var (
 		cpu0, cpu1     time.Duration
+		self0, self1   time.Duration // the bench's own CPU: what the load takes
+		selfOK         bool
 		drops0, drops1 int64
 		dropsOK        = srv.drops != nil
 		rssMax         int64
@@ -146,6 +149,9 @@ func (b *bench) load(ctx context.Context, spec runSpec, srv *benchServer, plan *
 		if cpu, _, ok := srv.usage(); ok {
 			cpu0 = cpu
 		}
+		if cpu, err := procCPU(os.Getpid()); err == nil {
+			self0, selfOK = cpu, true
+		}
 		sample()
 		if dropsOK {
 			drops0, dropsOK = srv.drops()
@@ -156,6 +162,11 @@ func (b *bench) load(ctx context.Context, spec runSpec, srv *benchServer, plan *
 			cpu1 = cpu
 		} else {
 			local = false
+		}
+		if cpu, err := procCPU(os.Getpid()); err == nil {
+			self1 = cpu
+		} else {
+			selfOK = false
 		}
 		sample()
 		if dropsOK {
@@ -284,6 +295,9 @@ drain:
 		if r.Connections > 0 {
 			r.RSSPerConnKB = ptr(float64(rssMax-rssBefore) / 1024 / float64(r.Connections))
 		}
+	}
+	if selfOK && window > 0 {
+		r.LoadCPUPercent = ptr(100 * float64(self1-self0) / float64(window))
 	}
 	r.Interrupted = interrupted
 	if failure != nil {

@@ -339,6 +339,8 @@ func TestBenchConfig(t *testing.T) {
 		{[]string{"--target", "vigil.example:8080", "--password", "x"}, "--target"},
 		{[]string{"--mqtt", "127.0.0.1:1883"}, "--mqtt"},
 		{[]string{"--subscribers", "0"}, "--subscribers"},
+		{[]string{"--load-procs", "0"}, ""},
+		{[]string{"--load-procs", "-1"}, "--load-procs"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -558,6 +560,12 @@ func TestBenchRun(t *testing.T) {
 		if r.CPUPercent == nil || *r.CPUPercent <= 0 || r.RSSMB == nil || *r.RSSMB <= 0 || r.RSSPerConnKB == nil {
 			t.Errorf("%s: CPU %v, RSS %v, per connection %v; want figures from /proc", r.Server, r.CPUPercent, r.RSSMB, r.RSSPerConnKB)
 		}
+		if r.LoadCPUPercent == nil || *r.LoadCPUPercent <= 0 {
+			t.Errorf("%s: load CPU %v; want the bench's own CPU", r.Server, r.LoadCPUPercent)
+		}
+	}
+	if rep.Settings.LoadProcs != 1 {
+		t.Errorf("the load ran on %d cores; want 1 (the default)", rep.Settings.LoadProcs)
 	}
 	if a := rep.Runs[0].Alert; a == nil || a.Expected != 2 || a.Received != 2 || a.Latency == nil || a.Latency.P50 <= 0 {
 		t.Errorf("vigil alerts = %+v; want the critical sample's alert at both subscribers", a)
@@ -576,4 +584,19 @@ func TestBenchRun(t *testing.T) {
 func buildVigil(t *testing.T) string {
 	t.Helper()
 	return vigilBinary(t)
+}
+
+func TestBenchLoadBoundNote(t *testing.T) {
+	rep := &benchReport{Settings: benchSettings{LoadProcs: 1}, Runs: []benchRun{
+		{Server: kindVigil, Rate: 10, Pair: 1, LoadCPUPercent: ptr(45.0)},
+		{Server: kindMochi, Rate: 10, Pair: 1, LoadCPUPercent: ptr(96.0)},
+		{Server: kindMosquitto, Rate: 10, Pair: 1}, // no figure: not counted
+	}}
+	if n := rep.loadBoundNote(); !strings.Contains(n, "mochi 10/s pair 1 (96%)") || strings.Contains(n, kindVigil) {
+		t.Errorf("note %q; want the mochi run alone", n)
+	}
+	rep.Settings.LoadProcs = 2 // 96% of two cores is not near the limit
+	if n := rep.loadBoundNote(); n != "" {
+		t.Errorf("note %q with two cores; want none", n)
+	}
 }
