@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -478,13 +477,18 @@ func (a *access) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 		return
 	}
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
-		for n := sc.queued.Load(); n > 0 && !sc.queued.CompareAndSwap(n, n-1); n = sc.queued.Load() {
-		}
+		sc.sent(a.queueLimit())
 	}
 }
 
 // maxQueueWait bounds how long a publisher waits for a client's queue (see awaitQueue).
 const maxQueueWait = 250 * time.Millisecond
+
+// queueLimit is how many QoS 1/2 PUBLISH packets a client's queue may hold before publishers
+// wait: three quarters of it.
+func (a *access) queueLimit() int32 {
+	return a.b.opts.MaxPendingWrites - a.b.opts.MaxPendingWrites/4
+}
 
 // awaitQueue makes the publisher wait while the client's outgoing queue is three quarters full.
 // mochi's queue is small and fixed (its buffer is allocated for every connection) and drops
@@ -494,28 +498,29 @@ const maxQueueWait = 250 * time.Millisecond
 // than the writer is scheduled. Dropping would mean disconnecting the subscriber, which
 // reconnects into the same burst: under load, a loop that delivers almost nothing. Waiting for
 // the writer slows the publisher instead (in the end the devices, through later PUBACKs), and
-// nothing is lost. A queue still full after maxQueueWait goes back to mochi's rule (drop, and
+// nothing is lost. The writer wakes the publisher as soon as the queue is below the limit
+// (sendConn.sent). A queue still full after maxQueueWait goes back to mochi's rule (drop, and
 // the client is disconnected and counted).
 func (a *access) awaitQueue(cl *mqtt.Client, sc *sendConn) {
-	limit := a.b.opts.MaxPendingWrites - a.b.opts.MaxPendingWrites/4
+	limit := a.queueLimit()
 	if sc.queued.Load() < limit {
 		return
 	}
 	a.b.stats.queueWaits.Add(1)
-	deadline := time.Now().Add(maxQueueWait)
-	for i := 0; sc.queued.Load() >= limit; i++ {
-		if cl.Closed() {
+	timeout := time.NewTimer(maxQueueWait)
+	defer timeout.Stop()
+	for {
+		room := sc.roomChan()
+		// Checked after marking the wait: a writer that made room before it saw no waiter.
+		if sc.queued.Load() < limit || cl.Closed() {
 			return
 		}
-		if i < 16 {
-			runtime.Gosched() // the writer is usually runnable: let it run
-			continue
-		}
-		if time.Now().After(deadline) {
+		select {
+		case <-room:
+		case <-timeout.C:
 			sc.queued.Store(0) // whatever the count says, let mochi decide
 			return
 		}
-		time.Sleep(100 * time.Microsecond)
 	}
 }
 

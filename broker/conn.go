@@ -33,6 +33,12 @@ type sendConn struct {
 	// queued counts the QoS 1/2 PUBLISH packets handed to mochi's per-client queue and not yet
 	// written (see access.OnQosPublish and OnPacketSent): how full that queue is.
 	queued atomic.Int32
+	// A publisher waiting for room in that queue (access.awaitQueue) sleeps on room, which the
+	// writer closes when the count falls below the wait limit; waiting tells the writer that
+	// someone sleeps there.
+	waiting atomic.Bool
+	roomMu  sync.Mutex
+	room    chan struct{}
 
 	mu      sync.Mutex
 	buf     []byte // unsent bytes
@@ -81,6 +87,40 @@ func (c *sendConn) Read(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Read(p)
+}
+
+// roomChan returns the channel closed when the queue next has room, and marks a waiter.
+func (c *sendConn) roomChan() <-chan struct{} {
+	c.roomMu.Lock()
+	defer c.roomMu.Unlock()
+	if c.room == nil {
+		c.room = make(chan struct{})
+	}
+	c.waiting.Store(true)
+	return c.room
+}
+
+// sent records that a queued QoS 1/2 PUBLISH was written; below limit, it wakes the
+// publishers waiting for room.
+func (c *sendConn) sent(limit int32) {
+	n := c.queued.Load()
+	for n > 0 && !c.queued.CompareAndSwap(n, n-1) {
+		n = c.queued.Load()
+	}
+	if n-1 < limit && c.waiting.Load() {
+		c.wake()
+	}
+}
+
+// wake wakes every publisher waiting for room.
+func (c *sendConn) wake() {
+	c.roomMu.Lock()
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+	c.waiting.Store(false)
+	c.roomMu.Unlock()
 }
 
 // NetConn returns the wrapped connection (the TLS state of a device certificate lives there).

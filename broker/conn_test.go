@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -316,5 +317,50 @@ func TestSendConnSlowReader(t *testing.T) {
 				t.Fatal("bytes arrived out of order or damaged")
 			}
 		})
+	}
+}
+
+// TestSendConnRoom checks the wake-up of publishers waiting for room in a client's queue: the
+// write that takes the count below the limit wakes every waiter, and one above it none.
+func TestSendConnRoom(t *testing.T) {
+	server, _ := tcpPair(t)
+	c := newSendConn(server, 1<<20, time.Second, nil)
+	c.queued.Store(4)
+	woken := make(chan int, 2)
+	var ready sync.WaitGroup
+	for i := range 2 {
+		ready.Add(1)
+		go func() {
+			room := c.roomChan()
+			ready.Done()
+			<-room
+			woken <- i
+		}()
+	}
+	ready.Wait()
+	c.sent(3) // 4 -> 3: not below the limit of 3
+	select {
+	case i := <-woken:
+		t.Fatalf("waiter %d woken with the queue at the limit", i)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if !c.waiting.Load() {
+		t.Fatal("the waiters are no longer marked")
+	}
+	c.sent(3) // 3 -> 2
+	for range 2 {
+		select {
+		case <-woken:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter was not woken when the queue fell below the limit")
+		}
+	}
+	if c.waiting.Load() || c.queued.Load() != 2 {
+		t.Errorf("waiting %v, queued %d after the wake-up; want false, 2", c.waiting.Load(), c.queued.Load())
+	}
+	c.queued.Store(0)
+	c.sent(3) // never below zero
+	if n := c.queued.Load(); n != 0 {
+		t.Errorf("queued %d after a write with nothing counted; want 0", n)
 	}
 }

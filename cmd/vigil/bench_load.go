@@ -676,7 +676,7 @@ func (s *benchSub) read(conn net.Conn, br *bufio.Reader, lost chan struct{}) {
 		default:
 			return // not of this protocol: the connection is beyond saving
 		}
-		if len(acks) > 0 && (br.Buffered() == 0 || len(acks) >= 4096) {
+		if len(acks) > 0 && (!packetBuffered(br) || len(acks) >= 4096) {
 			s.mu.Lock()
 			conn.SetWriteDeadline(time.Now().Add(benchPacketTimeout))
 			_, err := conn.Write(acks)

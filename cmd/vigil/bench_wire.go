@@ -133,6 +133,20 @@ func readPacket(r *bufio.Reader, buf []byte) (first byte, body []byte, err error
 	return first, body, nil
 }
 
+// packetBuffered tells whether r holds a whole packet: whether the next readPacket returns
+// without reading from the connection.
+func packetBuffered(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	n := 0
+	for i, shift := 1, 0; i < len(b) && i < 5; i, shift = i+1, shift+7 {
+		n |= int(b[i]&0x7f) << shift
+		if b[i]&0x80 == 0 {
+			return i+1+n <= len(b)
+		}
+	}
+	return false
+}
+
 // noEOF turns an end of stream inside a packet into io.ErrUnexpectedEOF.
 func noEOF(err error) error {
 	if err == io.EOF {

@@ -183,3 +183,29 @@ func TestBenchWireMalformed(t *testing.T) {
 		t.Errorf("PUBLISH of QoS 3 taken")
 	}
 }
+
+func TestBenchPacketBuffered(t *testing.T) {
+	pub := appendPublish(nil, "t", 1, 1, bytes.Repeat([]byte("x"), 200)) // two-byte length
+	for _, tt := range []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"nothing", nil, false},
+		{"first byte", pub[:1], false},
+		{"half the length", pub[:2], false},
+		{"header", pub[:3], false},
+		{"all but one byte", pub[:len(pub)-1], false},
+		{"whole", pub, true},
+		{"whole and a part", append(append([]byte{}, pub...), pub[:5]...), true},
+		{"PINGRESP", []byte{pktPingresp, 0}, true},
+	} {
+		r := bufio.NewReader(bytes.NewReader(tt.in))
+		if len(tt.in) > 0 {
+			r.Peek(1) // fill the buffer
+		}
+		if got := packetBuffered(r); got != tt.want {
+			t.Errorf("%s: packetBuffered = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
