@@ -57,8 +57,8 @@ type Pipeline struct {
 	closed  atomic.Bool
 	stop    chan struct{}
 
-	admitted atomic.Pointer[map[key]struct{}]
-	admitMu  sync.Mutex
+	admitMu  sync.RWMutex
+	admitted map[key]struct{}
 
 	devMu    sync.Mutex
 	assigned map[string]key // device -> patient
@@ -73,8 +73,7 @@ func New(st Store, samples Samples, pub Publisher, opts Options) *Pipeline {
 	opts.defaults()
 	p := &Pipeline{opts: opts, st: st, samples: samples, pub: pub, log: opts.Logger.With("component", "ingest"),
 		m: newMetrics(), stop: make(chan struct{}), assigned: map[string]key{}, statuses: make(chan statusEvent, 4096)}
-	empty := map[key]struct{}{}
-	p.admitted.Store(&empty)
+	p.admitted = map[key]struct{}{}
 	for i := range opts.Workers {
 		p.workers = append(p.workers, newWorker(p, i))
 	}
@@ -104,7 +103,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	for _, r := range recs {
 		adm[key{r.Hospital, r.ID}] = struct{}{}
 	}
-	p.admitted.Store(&adm)
+	p.admitMu.Lock()
+	p.admitted = adm
+	p.admitMu.Unlock()
 
 	open, err := p.st.OpenAlerts(ctx, "", "")
 	if err != nil {
@@ -157,7 +158,9 @@ func (p *Pipeline) worker(h, pt string) *worker {
 }
 
 func (p *Pipeline) isAdmitted(h, pt string) bool {
-	_, ok := (*p.admitted.Load())[key{h, pt}]
+	p.admitMu.RLock()
+	_, ok := p.admitted[key{h, pt}]
+	p.admitMu.RUnlock()
 	return ok
 }
 
@@ -177,17 +180,11 @@ func (p *Pipeline) admittedElsewhere(ctx context.Context, h, pt string) bool {
 func (p *Pipeline) setAdmitted(h, pt string, on bool) {
 	p.admitMu.Lock()
 	defer p.admitMu.Unlock()
-	cur := *p.admitted.Load()
-	next := make(map[key]struct{}, len(cur)+1)
-	for k := range cur {
-		next[k] = struct{}{}
-	}
 	if on {
-		next[key{h, pt}] = struct{}{}
+		p.admitted[key{h, pt}] = struct{}{}
 	} else {
-		delete(next, key{h, pt})
+		delete(p.admitted, key{h, pt})
 	}
-	p.admitted.Store(&next)
 }
 
 // send queues a job for the patient's worker.
