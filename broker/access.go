@@ -451,7 +451,7 @@ func (a *access) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // puts it in the client's outgoing queue. mochi silently drops messages past the inflight
 // limit (it only bumps a global counter), so a client that reaches the limit is disconnected
 // here, before anything is dropped: it reconnects and catches up. And the publisher waits here
-// while the client's queue is nearly full (see awaitQueue).
+// while the client's queue or its inflight set is nearly full (see awaitRoom).
 func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	if cl.Net.Inline || cl.Closed() {
 		return
@@ -467,8 +467,9 @@ func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, re
 	if !ok || pk.FixedHeader.Dup {
 		return // a resend: written directly
 	}
-	a.awaitQueue(cl, sc)
-	sc.queued.Add(1)
+	// A retained message sent on subscribing comes from the client's own connection goroutine,
+	// the one that reads its PUBACKs: it cannot wait for them.
+	a.awaitRoom(cl, sc, !pk.FixedHeader.Retain) // and counts the message in the queue
 }
 
 // OnPacketSent: a QoS 1/2 PUBLISH left the client's queue (or was written directly).
@@ -481,8 +482,11 @@ func (a *access) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
-// maxQueueWait bounds how long a publisher waits for a client's queue (see awaitQueue).
-const maxQueueWait = 250 * time.Millisecond
+// maxRoomWait bounds how long a publisher waits for room (see awaitRoom). The queue fills and
+// acknowledgements stall only while the server is short of CPU (a client that stops reading is
+// found by sendConn's limits), and then a second is not long: a disconnected subscriber comes
+// back to a burst of retained messages, which costs far more.
+const maxRoomWait = time.Second
 
 // queueLimit is how many QoS 1/2 PUBLISH packets a client's queue may hold before publishers
 // wait: three quarters of it.
@@ -490,36 +494,77 @@ func (a *access) queueLimit() int32 {
 	return a.b.opts.MaxPendingWrites - a.b.opts.MaxPendingWrites/4
 }
 
-// awaitQueue makes the publisher wait while the client's outgoing queue is three quarters full.
+// inflightLimit is how many unacknowledged QoS 1/2 messages a client may have before
+// publishers wait: three quarters of the most it may have.
+func (a *access) inflightLimit() int {
+	return int(a.b.opts.MaxInflight) - int(a.b.opts.MaxInflight)/4
+}
+
+// awaitRoom makes the publisher wait while the client's outgoing queue, or (with acks) its set
+// of unacknowledged messages, is three quarters full.
+//
 // mochi's queue is small and fixed (its buffer is allocated for every connection) and drops
 // what does not fit; its writer goroutine never blocks on the network (sendConn takes every
 // write at once), so a queue fills only when that goroutine gets no CPU: when the server is
 // saturated, or when one goroutine publishes a burst (a subscriber's retained messages) faster
-// than the writer is scheduled. Dropping would mean disconnecting the subscriber, which
-// reconnects into the same burst: under load, a loop that delivers almost nothing. Waiting for
-// the writer slows the publisher instead (in the end the devices, through later PUBACKs), and
-// nothing is lost. The writer wakes the publisher as soon as the queue is below the limit
-// (sendConn.sent). A queue still full after maxQueueWait goes back to mochi's rule (drop, and
-// the client is disconnected and counted).
-func (a *access) awaitQueue(cl *mqtt.Client, sc *sendConn) {
-	limit := a.queueLimit()
-	if sc.queued.Load() < limit {
+// than the writer is scheduled. Unacknowledged messages pile up the same way when the
+// connection's reader, which takes the client's PUBACKs, gets no CPU. Dropping, or
+// disconnecting the client before mochi drops (see OnQosPublish), would make the subscriber
+// reconnect into the burst of its retained messages: under load, a loop that delivers almost
+// nothing. Waiting
+// slows the publisher instead (in the end the devices, through later PUBACKs), and nothing is
+// lost. The writer (sendConn.sent) and the client's acknowledgements (sendConn.acked) wake the
+// publisher. A queue still full after maxRoomWait goes back to mochi's rule (drop, and the
+// client is disconnected and counted); a client whose set is still three quarters full after
+// maxRoomWait is taken as stuck and disconnected (counted).
+func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool) {
+	qlimit, ilimit := a.queueLimit(), a.inflightLimit()
+	// take counts the message in the queue if both have room (several publishers may be
+	// here at once: the place in the queue is taken atomically), or tells which is full.
+	take := func() (queueFull, inflightFull bool) {
+		if acks && cl.State.Inflight.Len() >= ilimit {
+			return sc.queued.Load() >= qlimit, true
+		}
+		return !sc.reserve(qlimit), false
+	}
+	q, f := take()
+	if !q && !f {
 		return
 	}
-	a.b.stats.queueWaits.Add(1)
-	timeout := time.NewTimer(maxQueueWait)
-	defer timeout.Stop()
+	if q {
+		a.b.stats.queueWaits.Add(1)
+	}
+	if f {
+		a.b.stats.inflightWaits.Add(1)
+	}
+	start := time.Now()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		room := sc.roomChan()
-		// Checked after marking the wait: a writer that made room before it saw no waiter.
-		if sc.queued.Load() < limit || cl.Closed() {
+		// Tried after marking the wait: a writer or an acknowledgement that made room before
+		// saw no waiter.
+		if q, f = take(); !q && !f {
 			return
 		}
+		if cl.Closed() {
+			sc.queued.Add(1)
+			return
+		}
+		waited := time.Since(start)
+		if waited >= maxRoomWait {
+			if q {
+				sc.queued.Store(1) // whatever the count said, let mochi decide
+			} else {
+				sc.queued.Add(1)
+				a.dropped(cl, "inflight_stuck", "")
+			}
+			return
+		}
+		timer.Reset(maxRoomWait - waited)
 		select {
 		case <-room:
-		case <-timeout.C:
-			sc.queued.Store(0) // whatever the count says, let mochi decide
-			return
+		case <-timer.C:
 		}
 	}
 }

@@ -65,7 +65,7 @@ type Options struct {
 	MaxPendingWrites int32         // per client queue of outgoing packets, default 128 (they pass at once to the send buffer; publishers wait while it is 3/4 full)
 	MaxSendBuffer    int           // unsent bytes per connection before it is disconnected, default 16 MiB
 	WriteTimeout     time.Duration // a write taking longer means a dead client, default 30 s
-	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 8192 (a subscriber reaching it is disconnected)
+	MaxInflight      uint16        // unacknowledged QoS 1/2 messages per client, default 65535 (a subscriber reaching it is disconnected); must exceed the retained messages a subscriber may get on subscribing, which arrive before its PUBACKs are read
 	SessionExpiry    time.Duration // how long a disconnected persistent session is kept, default 24 h
 	DeviceRate       float64       // publishes per second per device, default 20
 	DeviceBurst      int           // default DeviceRate
@@ -102,7 +102,7 @@ func (o *Options) defaults() {
 	if o.MaxInflight == 0 {
 		// Room for a large hospital's retained messages, which arrive in one burst when a
 		// dashboard subscribes (about one per patient, bed, device and staff member).
-		o.MaxInflight = 8192
+		o.MaxInflight = 65535
 	}
 	if o.SessionExpiry == 0 {
 		o.SessionExpiry = 24 * time.Hour

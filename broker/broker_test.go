@@ -345,29 +345,9 @@ func TestReceiveMaximum(t *testing.T) {
 	br, _, jwt := testBroker(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := net.Dial("tcp", br.Addr("tcp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	read := func(wait time.Duration) (*packets.ControlPacket, error) {
-		conn.SetReadDeadline(time.Now().Add(wait))
-		return packets.ReadPacket(conn)
-	}
-	send := func(cp interface {
-		WriteTo(io.Writer) (int64, error)
-	}) {
-		if _, err := cp.WriteTo(conn); err != nil {
-			t.Fatal(err)
-		}
-	}
 	rm := uint16(2)
-	send(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, KeepAlive: 30, CleanStart: true, ClientID: "web-rm",
-		Password: []byte(jwt), PasswordFlag: true, Properties: &packets.Properties{ReceiveMaximum: &rm}})
-	if cp, err := read(5 * time.Second); err != nil || cp.Type != packets.CONNACK || cp.Content.(*packets.Connack).ReasonCode != 0 {
-		t.Fatalf("CONNACK: %v %v", cp, err)
-	}
-	send(&packets.Subscribe{PacketID: 1, Subscriptions: []packets.SubOptions{{Topic: "hospital/h1/patient/+/risk", QoS: 1}}})
+	c := dialRaw(t, br, jwt, "web-rm", &packets.Properties{ReceiveMaximum: &rm}, "hospital/h1/patient/+/risk")
+	read, send := c.read, c.send
 	if cp, err := read(5 * time.Second); err != nil || cp.Type != packets.SUBACK {
 		t.Fatalf("SUBACK: %v %v", cp, err)
 	}
@@ -509,5 +489,174 @@ func TestAdmitGate(t *testing.T) {
 	}, "tcp", late)
 	if !errors.Is(err, errClosing) {
 		t.Errorf("admit after Close = %v; want errClosing", err)
+	}
+}
+
+// TestInflightBackpressure: a publisher to a subscriber with three quarters of its inflight
+// limit unacknowledged waits for its acknowledgements (each PUBACK lets one more through)
+// instead of the subscriber being disconnected; a subscriber that acknowledges nothing for a
+// second is disconnected as stuck, and the publisher goes on.
+func TestInflightBackpressure(t *testing.T) {
+	br, _, jwt := testBroker(t, func(o *Options) { o.MaxInflight = 8 }) // publishers wait at 6
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dialRaw(t, br, jwt, "web-slow", nil, "hospital/h1/patient/+/risk")
+	read, send := c.read, c.send
+	if cp, err := read(5 * time.Second); err != nil || cp.Type != packets.SUBACK {
+		t.Fatalf("SUBACK: %v %v", cp, err)
+	}
+	const n = 10
+	var published atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			if err := br.Publish(ctx, "hospital/h1/patient/p1/risk", []byte{'0' + byte(i)}, 1, false); err != nil {
+				t.Error(err)
+			}
+			published.Add(1)
+		}
+	}()
+	next := func(want byte) uint16 {
+		t.Helper()
+		cp, err := read(5 * time.Second)
+		if err != nil || cp.Type != packets.PUBLISH {
+			t.Fatalf("want PUBLISH %c: %v %v", want, cp, err)
+		}
+		if p := cp.Content.(*packets.Publish); string(p.Payload) != string(want) {
+			t.Fatalf("PUBLISH %q; want %c (in order)", p.Payload, want)
+		}
+		return cp.Content.(*packets.Publish).PacketID
+	}
+	none := func() {
+		t.Helper()
+		if cp, err := read(300 * time.Millisecond); err == nil {
+			t.Fatalf("%v arrived with six messages unacknowledged", cp)
+		}
+	}
+	var ids []uint16
+	for i := range 5 {
+		ids = append(ids, next('0'+byte(i)))
+	}
+	none() // the sixth is in the inflight set: the publisher waits
+	if p := published.Load(); p != 5 {
+		t.Fatalf("%d publishes returned; want 5 (the sixth waiting)", p)
+	}
+	send(&packets.Puback{PacketID: ids[0], ReasonCode: 0})
+	next('5')
+	none()
+	if d := br.stats.snapshot(br.server).Drops; len(d) != 0 {
+		t.Fatalf("drops %v while the subscriber acknowledges; want none", d)
+	}
+	// No more acknowledgements: after a second the subscriber is taken as stuck.
+	start := time.Now()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the publisher is still waiting")
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("the publisher went on after %v; want about a second of waiting", waited)
+	}
+	if d := br.stats.snapshot(br.server).Drops; d["inflight_stuck"] != 1 {
+		t.Errorf("drops %v; want the stuck subscriber counted once", d)
+	}
+	if br.stats.inflightWaits.Load() == 0 {
+		t.Error("no wait for acknowledgements counted")
+	}
+	// The server disconnected it (DISCONNECT 0x89, server busy, then EOF).
+	for {
+		cp, err := read(5 * time.Second)
+		if err != nil {
+			break
+		}
+		if cp.Type == packets.DISCONNECT {
+			if rc := cp.Content.(*packets.Disconnect).ReasonCode; rc != 0x89 {
+				t.Errorf("DISCONNECT reason %#x; want 0x89 (server busy)", rc)
+			}
+			break
+		}
+	}
+}
+
+// TestRetainedBurstDoesNotWaitForAcks: the retained messages a subscriber gets on subscribing
+// are sent by its own connection goroutine, which is also the one that reads its PUBACKs; they
+// never wait for acknowledgements (that would stall the connection until it was taken as
+// stuck), even past the point where live messages would.
+func TestRetainedBurstDoesNotWaitForAcks(t *testing.T) {
+	br, _, jwt := testBroker(t, func(o *Options) { o.MaxInflight = 64 }) // live publishers wait at 48
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const retained = 60
+	for i := range retained {
+		if err := br.Publish(ctx, fmt.Sprintf("hospital/h1/patient/r%d/risk", i), []byte(`{}`), 1, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialRaw(t, br, jwt, "web-burst", nil, "hospital/h1/patient/+/risk")
+	read := func() *packets.ControlPacket {
+		t.Helper()
+		cp, err := c.read(5 * time.Second)
+		if err != nil {
+			t.Fatalf("reading: %v (drops %v)", err, br.stats.snapshot(br.server).Drops)
+		}
+		return cp
+	}
+	seen := 0
+	for seen < retained {
+		switch cp := read(); cp.Type {
+		case packets.SUBACK:
+		case packets.PUBLISH:
+			seen++
+			c.send(&packets.Puback{PacketID: cp.Content.(*packets.Publish).PacketID})
+		default:
+			t.Fatalf("%v during the retained burst (drops %v)", cp, br.stats.snapshot(br.server).Drops)
+		}
+	}
+	if d := br.stats.snapshot(br.server).Drops; len(d) != 0 || br.stats.inflightWaits.Load() != 0 {
+		t.Errorf("drops %v, waits for acknowledgements %d; want none", d, br.stats.inflightWaits.Load())
+	}
+}
+
+// rawClient is an MQTT 5 client made of paho's packets and no client logic: it acknowledges
+// only what the test does.
+type rawClient struct {
+	t    *testing.T
+	conn net.Conn
+}
+
+// dialRaw connects a raw client with the JWT and subscribes it to filter at QoS 1 (the SUBACK
+// is left to read).
+func dialRaw(t *testing.T, br *Broker, jwt, id string, props *packets.Properties, filter string) *rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", br.Addr("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &rawClient{t: t, conn: conn}
+	if props == nil {
+		props = &packets.Properties{}
+	}
+	c.send(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, KeepAlive: 30, CleanStart: true, ClientID: id,
+		Password: []byte(jwt), PasswordFlag: true, Properties: props})
+	if cp, err := c.read(5 * time.Second); err != nil || cp.Type != packets.CONNACK || cp.Content.(*packets.Connack).ReasonCode != 0 {
+		t.Fatalf("CONNACK: %v %v", cp, err)
+	}
+	c.send(&packets.Subscribe{PacketID: 1, Subscriptions: []packets.SubOptions{{Topic: filter, QoS: 1}}})
+	return c
+}
+
+func (c *rawClient) read(wait time.Duration) (*packets.ControlPacket, error) {
+	c.conn.SetReadDeadline(time.Now().Add(wait))
+	return packets.ReadPacket(c.conn)
+}
+
+func (c *rawClient) send(cp interface {
+	WriteTo(io.Writer) (int64, error)
+}) {
+	c.t.Helper()
+	if _, err := cp.WriteTo(c.conn); err != nil {
+		c.t.Fatal(err)
 	}
 }

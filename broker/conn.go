@@ -33,9 +33,10 @@ type sendConn struct {
 	// queued counts the QoS 1/2 PUBLISH packets handed to mochi's per-client queue and not yet
 	// written (see access.OnQosPublish and OnPacketSent): how full that queue is.
 	queued atomic.Int32
-	// A publisher waiting for room in that queue (access.awaitQueue) sleeps on room, which the
-	// writer closes when the count falls below the wait limit; waiting tells the writer that
-	// someone sleeps there.
+	// A publisher waiting for room (access.awaitRoom: in that queue, or among the client's
+	// unacknowledged messages) sleeps on room, which the writer closes when the count falls
+	// below the wait limit, and an acknowledgement closes too; waiting tells them that someone
+	// sleeps there.
 	waiting atomic.Bool
 	roomMu  sync.Mutex
 	room    chan struct{}
@@ -98,6 +99,19 @@ func (c *sendConn) roomChan() <-chan struct{} {
 	}
 	c.waiting.Store(true)
 	return c.room
+}
+
+// reserve counts a message in the queue if fewer than limit are counted.
+func (c *sendConn) reserve(limit int32) bool {
+	for {
+		n := c.queued.Load()
+		if n >= limit {
+			return false
+		}
+		if c.queued.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // sent records that a queued QoS 1/2 PUBLISH was written; below limit, it wakes the
@@ -212,8 +226,12 @@ func (c *sendConn) release(b []byte) int {
 }
 
 // acked records an acknowledgement from the client (PUBACK, PUBCOMP, or PUBREC with a failure
-// code) and sends what was held back for want of room.
+// code): it wakes publishers waiting for room and sends what was held back for want of room in
+// the client's window.
 func (c *sendConn) acked() {
+	if c.waiting.Load() {
+		c.wake() // a publisher may wait for the client's inflight messages (access.awaitRoom)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rmax == 0 {

@@ -16,6 +16,7 @@ type Stats struct {
 	vitals, vitalsFailed atomic.Int64
 	published            atomic.Int64
 	queueWaits           atomic.Int64 // publishes that waited for a client's outgoing queue
+	inflightWaits        atomic.Int64 // publishes that waited for a client's acknowledgements
 
 	mu       sync.Mutex
 	refusals map[string]*atomic.Int64
@@ -110,10 +111,11 @@ var (
 	descSubs      = prometheus.NewDesc("vigil_mqtt_subscriptions", "Subscriptions held.", nil, nil)
 	descInflight  = prometheus.NewDesc("vigil_mqtt_inflight_messages", "QoS 1/2 messages awaiting acknowledgement.", nil, nil)
 	descWaits     = prometheus.NewDesc("vigil_mqtt_queue_waits_total", "Publishes that waited for a client's outgoing queue to drain (a saturated CPU, or a burst).", nil, nil)
+	descAckWaits  = prometheus.NewDesc("vigil_mqtt_ack_waits_total", "Publishes that waited for a client to acknowledge earlier messages (its inflight set three-quarters full).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descMessages, descBytes, descRefusals, descDrops, descVitals, descRetained, descSubs, descInflight, descWaits} {
+	for _, d := range []*prometheus.Desc{descConnected, descMessages, descBytes, descRefusals, descDrops, descVitals, descRetained, descSubs, descInflight, descWaits, descAckWaits} {
 		ch <- d
 	}
 }
@@ -138,6 +140,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSubs, atomic.LoadInt64(&info.Subscriptions))
 	gauge(descInflight, atomic.LoadInt64(&info.Inflight))
 	count(descWaits, s.queueWaits.Load())
+	count(descAckWaits, s.inflightWaits.Load())
 	for _, kv := range sorted(copyCounts(&s.mu, s.refusals)) {
 		count(descRefusals, kv.v, kv.k)
 	}

@@ -99,7 +99,7 @@ func (c *config) flags(s *settings) {
 	s.Duration(&c.ClearDelay, "clear-delay", "VIGIL_CLEAR_DELAY", 30*time.Second, "how long a condition must stay clear before its alert resolves by itself")
 	s.Int(&c.MaxPacketSize, "max-packet-size", "VIGIL_MAX_PACKET_SIZE", 64<<10, "largest MQTT packet accepted, bytes")
 	s.Int(&c.MaxConnections, "max-connections", "VIGIL_MAX_CONNECTIONS", 50_000, "most MQTT connections at once")
-	s.Var(uint16Value{&c.maxInflight}, "max-inflight", "VIGIL_MAX_INFLIGHT", "most unacknowledged QoS 1 messages per MQTT client; one reaching it is disconnected and catches up (0: 8192)")
+	s.Var(uint16Value{&c.maxInflight}, "max-inflight", "VIGIL_MAX_INFLIGHT", "most unacknowledged QoS 1 messages per MQTT client; one reaching it is disconnected and catches up (0: 65535). It must exceed the retained messages a dashboard gets on subscribing (a patient's risk and a device's status each), which all go out before its acknowledgements are read")
 	s.Float(&c.DeviceRate, "device-rate", "VIGIL_DEVICE_RATE", 20, "most publishes per second per device (excess refused with MQTT 5 reason 0x97)")
 	s.Duration(&c.Tick, "tick", "VIGIL_TICK", time.Second, "how often timers (delays, escalations, silence) are checked")
 	s.String(&c.PprofAddr, "pprof-addr", "VIGIL_PPROF_ADDR", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (empty: off; never expose it)")
