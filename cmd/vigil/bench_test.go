@@ -374,7 +374,7 @@ func TestBenchReport(t *testing.T) {
 	c := benchConfig{Devices: 100, Rate: 1, QoS: 1, Duration: time.Second, Subscribers: 2, Pairs: 3, against: []string{kindMochi}}
 	rep := newBenchReport(c)
 	run := func(server string, pair int, p50, cpu float64, lost int64) benchRun {
-		return benchRun{Server: server, Pair: pair, Rate: 1, Devices: 100, Offered: 100, Delivered: 200 - lost, Lost: lost, OfferedPerSec: 100, DeliveredPerSec: 100,
+		return benchRun{Server: server, Pair: pair, Rate: 1, Devices: 100, Offered: 100, Sent: 100, Delivered: 200 - lost, Lost: lost, OfferedPerSec: 100, DeliveredPerSec: 100,
 			Latency: &benchLatency{Count: 200, P50: p50, P90: 2 * p50, P99: 3 * p50, P999: 4 * p50, Max: 5 * p50}, CPUPercent: ptr(cpu), RSSMB: ptr(50.0), RSSPerConnKB: ptr(10.0)}
 	}
 	for p := 1; p <= 3; p++ {
@@ -463,6 +463,12 @@ func TestBenchReport(t *testing.T) {
 	if c := sw.Capacity[0]; c.Rate != 2 || c.FirstFailRate != 4 || c.FailedBy != "lost 9 samples" {
 		t.Errorf("capacity with a repeated rate = %+v; want 2/s (its repeat passed), failing at 4/s (lost 9 samples)", c)
 	}
+	// Samples the monitors never sent count as lost, and the reason says so.
+	behind := run(kindVigil, 1, 1, 10, 3)
+	behind.Sent = 97
+	if ok, why := behind.passes(0); ok || why != "lost 3 samples, 3 of them not sent (the monitors fell behind)" {
+		t.Errorf("passes with 3 samples unsent = %v, %q", ok, why)
+	}
 }
 
 // TestBenchSweepOrder: the sweep runs every server at each rate, repeats a failing run once,
@@ -477,7 +483,7 @@ func TestBenchSweepOrder(t *testing.T) {
 	do := func(kind string, rate float64, try int) error {
 		key := fmt.Sprintf("%s %g %d", kind, rate, try)
 		calls = append(calls, key)
-		rep.Runs = append(rep.Runs, benchRun{Server: kind, Rate: rate, Devices: 10, Offered: 100, Lost: lost[key]})
+		rep.Runs = append(rep.Runs, benchRun{Server: kind, Rate: rate, Devices: 10, Offered: 100, Sent: 100, Lost: lost[key]})
 		return nil
 	}
 	if err := b.sweep(context.Background(), rep, do); err != nil {
