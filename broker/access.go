@@ -511,12 +511,12 @@ func (a *access) inflightLimit() int {
 // connection's reader, which takes the client's PUBACKs, gets no CPU. Dropping, or
 // disconnecting the client before mochi drops (see OnQosPublish), would make the subscriber
 // reconnect into the burst of its retained messages: under load, a loop that delivers almost
-// nothing. Waiting
-// slows the publisher instead (in the end the devices, through later PUBACKs), and nothing is
-// lost. The writer (sendConn.sent) and the client's acknowledgements (sendConn.acked) wake the
-// publisher. A queue still full after maxRoomWait goes back to mochi's rule (drop, and the
-// client is disconnected and counted); a client whose set is still three quarters full after
-// maxRoomWait is taken as stuck and disconnected (counted).
+// nothing. Waiting slows the publisher instead (in the end the devices, through later PUBACKs),
+// and nothing is lost. The writer (sendConn.sent), the client's acknowledgements
+// (sendConn.acked) and the connection closing wake the publisher. A queue still full after
+// maxRoomWait goes back to mochi's rule (drop, and the client is disconnected and counted); a
+// client whose set is still three quarters full after maxRoomWait is taken as stuck and
+// disconnected (counted).
 func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool) {
 	qlimit, ilimit := a.queueLimit(), a.inflightLimit()
 	// take counts the message in the queue if both have room (several publishers may be
@@ -565,6 +565,9 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool) {
 		select {
 		case <-room:
 		case <-timer.C:
+		case <-sc.done: // the connection is closing (mochi closes it before it marks the client closed)
+			sc.queued.Add(1)
+			return
 		}
 	}
 }

@@ -40,6 +40,7 @@ type sendConn struct {
 	waiting atomic.Bool
 	roomMu  sync.Mutex
 	room    chan struct{}
+	done    chan struct{} // closed by Close: nobody need wait for room any more
 
 	mu      sync.Mutex
 	buf     []byte // unsent bytes
@@ -54,7 +55,7 @@ type sendConn struct {
 
 func newSendConn(c net.Conn, max int, timeout time.Duration, overflow func(client, topic string)) *sendConn {
 	_, direct := c.(*net.TCPConn)
-	return &sendConn{Conn: c, max: max, timeout: timeout, overflow: overflow, direct: direct}
+	return &sendConn{Conn: c, max: max, timeout: timeout, overflow: overflow, direct: direct, done: make(chan struct{})}
 }
 
 // setClient records the MQTT client ID of the connection.
@@ -366,6 +367,7 @@ func (c *sendConn) Close() error {
 	c.closing = true
 	writing := c.writing
 	c.mu.Unlock()
+	close(c.done)
 	if !writing {
 		return c.Conn.Close()
 	}

@@ -363,4 +363,11 @@ func TestSendConnRoom(t *testing.T) {
 	if n := c.queued.Load(); n != 0 {
 		t.Errorf("queued %d after a write with nothing counted; want 0", n)
 	}
+	// Closing ends every wait: mochi closes the connection before it marks the client closed.
+	c.Close()
+	select {
+	case <-c.done:
+	default:
+		t.Error("Close did not end the waits for room")
+	}
 }
