@@ -517,26 +517,8 @@ func TestBenchRun(t *testing.T) {
 	if mosquitto {
 		against += "," + kindMosquitto
 	}
-	exe := buildVigil(t)
-	file := filepath.Join(t.TempDir(), "bench.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	args := []string{"--devices", "20", "--rate", "10", "--duration", "3s", "--warmup", "1s", "--drain", "3s",
-		"--subscribers", "2", "--against", against, "--json", file}
-	err := runBenchCommand(ctx, args, func(string) string { return "" }, &stdout, &stderr, exe)
-	t.Logf("vigil bench %s\n%s", strings.Join(args, " "), stdout.String())
-	if err != nil {
-		t.Fatalf("vigil bench: %v\n%s", err, stderr.String())
-	}
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep benchReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout := runBenchJSON(t, "--devices", "20", "--rate", "10", "--duration", "3s", "--warmup", "1s", "--drain", "3s",
+		"--subscribers", "2", "--against", against)
 	want := []string{kindVigil, kindMochi}
 	if mosquitto {
 		want = append(want, kindMosquitto)
@@ -580,10 +562,35 @@ func TestBenchRun(t *testing.T) {
 		t.Errorf("ratios = %+v; want vigil over each relay", rep.Ratios)
 	}
 	for _, w := range append(want, "vigil/mochi", "p99.9 ms") {
-		if !strings.Contains(stdout.String(), w) {
+		if !strings.Contains(stdout, w) {
 			t.Errorf("the table lacks %q", w)
 		}
 	}
+}
+
+// runBenchJSON runs `vigil bench` with args and returns its JSON report and its table.
+func runBenchJSON(t *testing.T, args ...string) (benchReport, string) {
+	t.Helper()
+	exe := buildVigil(t)
+	file := filepath.Join(t.TempDir(), "bench.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args = append(args, "--json", file)
+	err := runBenchCommand(ctx, args, func(string) string { return "" }, &stdout, &stderr, exe)
+	t.Logf("vigil bench %s\n%s", strings.Join(args, " "), stdout.String())
+	if err != nil {
+		t.Fatalf("vigil bench: %v\n%s", err, stderr.String())
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, stdout.String()
 }
 
 // buildVigil builds the vigil binary the bench starts its servers from: once per test run.
@@ -604,5 +611,22 @@ func TestBenchLoadBoundNote(t *testing.T) {
 	rep.Settings.LoadProcs = 2 // 96% of two cores is not near the limit
 	if n := rep.loadBoundNote(); n != "" {
 		t.Errorf("note %q with two cores; want none", n)
+	}
+}
+
+// TestBenchRunWebSocket: the bench's subscribers over WebSocket (/mqtt) get every event.
+func TestBenchRunWebSocket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode: builds vigil and runs a server")
+	}
+	rep, _ := runBenchJSON(t, "--devices", "10", "--rate", "5", "--duration", "2s", "--warmup", "1s", "--drain", "3s",
+		"--subscribers", "2", "--ws", "--alerts", "0")
+	if len(rep.Runs) != 1 || rep.Settings.Transport != "ws" {
+		t.Fatalf("%d runs over %q; want one over ws", len(rep.Runs), rep.Settings.Transport)
+	}
+	// 10 monitors x 5/s x 2 s, every sample to both subscribers.
+	if r := rep.Runs[0]; r.Offered != 100 || r.Delivered != 200 || r.Lost != 0 || r.Errors != 0 || r.Reconnects != 0 || r.Latency == nil || r.Latency.Count != 200 {
+		t.Errorf("offered %d, delivered %d, lost %d, errors %d (%s), reconnects %d, latency %+v; want 100, 200, 0, 0, 0, 200 values",
+			r.Offered, r.Delivered, r.Lost, r.Errors, r.LastError, r.Reconnects, r.Latency)
 	}
 }
