@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,10 +18,29 @@ type Metrics struct {
 	mu       sync.Mutex
 	refused  map[string]int64 // by field ("" = the payload)
 	actioned map[string]int64 // alert changes by action
+
+	// Where a sample's time goes inside Vigil: waiting for its patient's worker, then handled
+	// (state, NEWS2, rules, alerts, its risk_updated handed to the broker).
+	queued, handled prometheus.Histogram
 }
 
+// sampleBuckets run from 50 us to about 6.5 s.
+var sampleBuckets = prometheus.ExponentialBuckets(50e-6, 2, 18)
+
 func newMetrics() *Metrics {
-	return &Metrics{refused: map[string]int64{}, actioned: map[string]int64{}}
+	return &Metrics{refused: map[string]int64{}, actioned: map[string]int64{},
+		queued: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_ingest_sample_queued_seconds",
+			Help: "Time from a sample's arrival to its patient's worker taking it up.", Buckets: sampleBuckets}),
+		handled: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vigil_ingest_sample_handled_seconds",
+			Help: "Time a patient's worker takes over a sample, its events handed to the broker included.", Buckets: sampleBuckets}),
+	}
+}
+
+// sampleTimes records where a sample's time went: queued from arrival to start, handled from
+// start to end.
+func (m *Metrics) sampleTimes(arrival, start, end time.Time) {
+	m.queued.Observe(max(start.Sub(arrival), 0).Seconds())
+	m.handled.Observe(max(end.Sub(start), 0).Seconds())
 }
 
 func (m *Metrics) rejected(e *FieldError) {
@@ -65,6 +85,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSamples, descRefused, descEvents, descPubFail, descRisk, descAlerts, descAlertErr} {
 		ch <- d
 	}
+	c.m.queued.Describe(ch)
+	c.m.handled.Describe(ch)
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -78,6 +100,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	count(descPubFail, m.publishFailures.Load())
 	count(descRisk, m.riskPublished.Load())
 	count(descAlertErr, m.alertFailures.Load())
+	m.queued.Collect(ch)
+	m.handled.Collect(ch)
 	m.mu.Lock()
 	refused := make(map[string]int64, len(m.refused))
 	for k, v := range m.refused {

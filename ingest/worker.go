@@ -194,11 +194,15 @@ func (w *worker) handle(j job) {
 			r.err = &Error{"not_found", "patient " + j.p + " not found in hospital " + j.h}
 		}
 	default:
+		start := w.opts.Now()
 		for attempt := 0; ; attempt++ {
 			r = w.apply(ctx, j)
 			if !errors.Is(r.err, store.ErrConflict) || !w.opts.Shared || attempt == maxRetries {
 				break
 			}
+		}
+		if j.kind == jobSample && !j.received.IsZero() {
+			w.m.sampleTimes(j.received, start, w.opts.Now())
 		}
 	}
 	if j.reply != nil {
