@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigilhq/vigil/news2"
@@ -70,6 +72,11 @@ type worker struct {
 	patients map[key]*patient
 	verdicts map[string]verdict
 	buf      []byte
+
+	// The periodic snapshot is written by another goroutine (snapshotLater), one at a time.
+	saving atomic.Bool    // a snapshot is being written
+	saves  sync.WaitGroup // the goroutine writing it
+	resave atomic.Bool    // a write failed: the next snapshot saves every patient
 }
 
 // maxRetries bounds how often a job is retried after a version conflict (shared mode).
@@ -93,7 +100,7 @@ func (w *worker) run() {
 		case <-tick.C:
 			w.tick()
 		case <-snap.C:
-			w.snapshot()
+			w.snapshotLater()
 		case <-w.pl.stop:
 			for {
 				select {
@@ -399,16 +406,45 @@ func (w *worker) tick() {
 	}
 }
 
-// snapshot saves the state of changed patients, so a restart resumes from it.
+// snapshotLater is the periodic snapshot. The worker encodes the changed patients (it owns
+// their state) and another goroutine writes them, so that samples do not wait for the synced
+// write (a sample queued behind one waited up to 25 ms). One write at a time: while one is
+// under way the patients stay changed for the next.
+func (w *worker) snapshotLater() {
+	if w.opts.Shared || w.saving.Load() {
+		return
+	}
+	batch := w.changedStates()
+	if len(batch) == 0 {
+		return
+	}
+	w.saving.Store(true)
+	w.saves.Go(func() {
+		defer w.saving.Store(false)
+		w.writeStates(batch)
+	})
+}
+
+// snapshot saves the state of changed patients now, after any write under way (at shutdown),
+// so a restart resumes from it.
 func (w *worker) snapshot() {
 	if w.opts.Shared {
 		return // saved on every change
 	}
+	w.saves.Wait()
+	if batch := w.changedStates(); len(batch) > 0 {
+		w.writeStates(batch)
+	}
+}
+
+// changedStates encodes the patients changed since the last snapshot (every patient after a
+// failed write) and marks them saved.
+func (w *worker) changedStates() []store.PatientState {
+	all := w.resave.Swap(false)
 	now := w.opts.Now().UnixMilli()
 	var batch []store.PatientState
-	var saved []*patient
 	for _, pt := range w.patients {
-		if !pt.dirty {
+		if !pt.dirty && !all {
 			continue
 		}
 		data, err := pt.encode(now)
@@ -416,19 +452,18 @@ func (w *worker) snapshot() {
 			continue
 		}
 		batch = append(batch, store.PatientState{Hospital: pt.h, Patient: pt.p, Version: pt.version, Data: data, UpdatedAt: time.UnixMilli(now).UTC()})
-		saved = append(saved, pt)
+		pt.dirty = false
 	}
-	if len(batch) == 0 {
-		return
-	}
+	return batch
+}
+
+// writeStates stores a snapshot; when that fails, the next one saves every patient.
+func (w *worker) writeStates(batch []store.PatientState) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.st.SavePatientStates(ctx, batch); err != nil {
 		w.log.Warn("saving patient state failed; will retry", "patients", len(batch), "err", err)
-		return
-	}
-	for _, pt := range saved {
-		pt.dirty = false
+		w.resave.Store(true)
 	}
 }
 
