@@ -24,10 +24,7 @@ func TestSampleTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n := out.GetHistogram().GetSampleCount(); n != 3 {
-			t.Errorf("%s: %d samples timed; want 3", name, n)
-		}
-		if s := out.GetHistogram().GetSampleSum(); s < 0 {
-			t.Errorf("%s: sum %v s; want none negative", name, s)
+			t.Errorf("%s: %d samples timed; want 3 (the admission and the tick are not samples)", name, n)
 		}
 	}
 }
