@@ -137,14 +137,11 @@ func readPacket(r *bufio.Reader, buf []byte) (first byte, body []byte, err error
 // without reading from the connection.
 func packetBuffered(r *bufio.Reader) bool {
 	b, _ := r.Peek(r.Buffered())
-	n := 0
-	for i, shift := 1, 0; i < len(b) && i < 5; i, shift = i+1, shift+7 {
-		n |= int(b[i]&0x7f) << shift
-		if b[i]&0x80 == 0 {
-			return i+1+n <= len(b)
-		}
+	if len(b) < 2 {
+		return false
 	}
-	return false
+	n, size, err := readVarint(b[1:])
+	return err == nil && 1+size+n <= len(b)
 }
 
 // noEOF turns an end of stream inside a packet into io.ErrUnexpectedEOF.
