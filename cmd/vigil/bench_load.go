@@ -29,8 +29,8 @@ const (
 	// benchPerSource is the most connections from one source address: 127.0.0.x has about 28,000
 	// ephemeral ports towards one server port.
 	benchPerSource = 25_000
-	// benchDeviceReceiveMax bounds what a monitor may be sent unacknowledged: monitors subscribe
-	// to nothing, and paho sizes a channel by it (65,535 pointers per client by default).
+	// benchDeviceReceiveMax is the Receive Maximum a monitor announces: it subscribes to
+	// nothing, so it expects nothing but acknowledgements.
 	benchDeviceReceiveMax = 8
 )
 
@@ -95,9 +95,9 @@ func (bd *benchDialer) dial(ctx context.Context, ep endpoint, ws bool) (net.Conn
 	return broker.WebSocketConn(c), nil
 }
 
-// mqttConnect opens an MQTT 5 session on conn with a raw paho client (no autopaho: a monitor
-// costs one connection and a few goroutines). lost is called once when the connection fails or
-// the server disconnects it.
+// mqttConnect opens an MQTT 5 session on conn with a paho client, for the bench's few
+// low-rate connections (Mosquitto's $SYS counters); monitors and subscribers speak on the wire
+// (bench_wire.go). lost is called once when the connection fails or the server disconnects it.
 func mqttConnect(ctx context.Context, conn net.Conn, cp *paho.Connect, onMsg func(paho.PublishReceived) (bool, error), lost func(error)) (*paho.Client, error) {
 	var once sync.Once
 	fail := func(err error) { once.Do(func() { lost(err) }) }
