@@ -456,7 +456,8 @@ func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, re
 	if cl.Net.Inline || cl.Closed() {
 		return
 	}
-	if n := cl.State.Inflight.Len(); n >= int(a.b.opts.MaxInflight) {
+	inflight := cl.State.Inflight.Len()
+	if inflight >= int(a.b.opts.MaxInflight) {
 		a.dropped(cl, "inflight_full", pk.TopicName)
 		return
 	}
@@ -469,7 +470,7 @@ func (a *access) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, re
 	}
 	// A retained message sent on subscribing comes from the client's own connection goroutine,
 	// the one that reads its PUBACKs: it cannot wait for them.
-	a.awaitRoom(cl, sc, !pk.FixedHeader.Retain) // and counts the message in the queue
+	a.awaitRoom(cl, sc, !pk.FixedHeader.Retain, inflight) // and counts the message in the queue
 }
 
 // OnPacketSent: a QoS 1/2 PUBLISH left the client's queue (or was written directly).
@@ -501,7 +502,8 @@ func (a *access) inflightLimit() int {
 }
 
 // awaitRoom makes the publisher wait while the client's outgoing queue, or (with acks) its set
-// of unacknowledged messages, is three quarters full.
+// of unacknowledged messages, is three quarters full; inflight is the set's size as the caller
+// just read it.
 //
 // mochi's queue is small and fixed (its buffer is allocated for every connection) and drops
 // what does not fit; its writer goroutine never blocks on the network (sendConn takes every
@@ -517,17 +519,17 @@ func (a *access) inflightLimit() int {
 // maxRoomWait goes back to mochi's rule (drop, and the client is disconnected and counted); a
 // client whose set is still three quarters full after maxRoomWait is taken as stuck and
 // disconnected (counted).
-func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool) {
+func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool, inflight int) {
 	qlimit, ilimit := a.queueLimit(), a.inflightLimit()
 	// take counts the message in the queue if both have room (several publishers may be
 	// here at once: the place in the queue is taken atomically), or tells which is full.
-	take := func() (queueFull, inflightFull bool) {
-		if acks && cl.State.Inflight.Len() >= ilimit {
+	take := func(inflight int) (queueFull, inflightFull bool) {
+		if acks && inflight >= ilimit {
 			return sc.queued.Load() >= qlimit, true
 		}
 		return !sc.reserve(qlimit), false
 	}
-	q, f := take()
+	q, f := take(inflight)
 	if !q && !f {
 		return
 	}
@@ -544,7 +546,7 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool) {
 		room := sc.roomChan()
 		// Tried after marking the wait: a writer or an acknowledgement that made room before
 		// saw no waiter.
-		if q, f = take(); !q && !f {
+		if q, f = take(cl.State.Inflight.Len()); !q && !f {
 			return
 		}
 		if cl.Closed() {
