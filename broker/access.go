@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/vigilhq/vigil/internal/deadline"
 	"github.com/vigilhq/vigil/topics"
 )
 
@@ -25,7 +26,14 @@ type access struct {
 	away     sync.Map // client ID -> *session: what a persistent session may receive while away
 	closing  atomic.Bool
 	stop     chan struct{}
+	// samples gives each device PUBLISH its deadline for becoming durable (sampleDeadline).
+	samples *deadline.Shared
 }
+
+// sampleDeadline bounds how long a device's PUBLISH waits to become durable before it is
+// refused (0x80): the store or the ingest workers are stuck. Shared contexts (one per
+// 100 ms) spare each sample a timer of its own.
+const sampleDeadline = 10 * time.Second
 
 type kind uint8
 
@@ -57,7 +65,7 @@ type session struct {
 }
 
 func newAccess(b *Broker) *access {
-	return &access{b: b, stop: make(chan struct{})}
+	return &access{b: b, stop: make(chan struct{}), samples: deadline.New(sampleDeadline, 100*time.Millisecond)}
 }
 
 func (a *access) ID() string { return "vigil-access" }
@@ -390,8 +398,7 @@ func (a *access) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if err != nil {
 		return pk, packets.ErrRejectPacket
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := a.samples.Context()
 	durable, err := h.HandleVitals(ctx, Vitals{Hospital: t.Hospital, Patient: t.Patient, Device: s.device,
 		Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Received: a.b.opts.Now()})
 	if err == nil && acked {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vigilhq/vigil/internal/deadline"
 	"github.com/vigilhq/vigil/news2"
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/topics"
@@ -72,6 +73,8 @@ type worker struct {
 	patients map[key]*patient
 	verdicts map[string]verdict
 	buf      []byte
+	// deadlines bounds each job (jobDeadline); one context serves the jobs of 100 ms.
+	deadlines *deadline.Shared
 
 	// The periodic snapshot is written by another goroutine (snapshotLater), one at a time.
 	saving atomic.Bool    // a snapshot is being written
@@ -84,7 +87,8 @@ const maxRetries = 5
 
 func newWorker(pl *Pipeline, i int) *worker {
 	return &worker{pl: pl, opts: &pl.opts, st: pl.st, ids: &pl.ids, m: pl.m, log: pl.log.With("worker", i),
-		in: make(chan job, 4096), patients: map[key]*patient{}, verdicts: make(map[string]verdict, len(Kinds))}
+		in: make(chan job, 4096), patients: map[key]*patient{}, verdicts: make(map[string]verdict, len(Kinds)),
+		deadlines: deadline.New(jobDeadline, 100*time.Millisecond)}
 }
 
 func (w *worker) run() {
@@ -182,9 +186,11 @@ func (w *worker) replay(ctx context.Context, pt *patient, from time.Time) error 
 	}
 }
 
+// jobDeadline bounds the store calls of one job.
+const jobDeadline = 30 * time.Second
+
 func (w *worker) handle(j job) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := w.deadlines.Context()
 	var r result
 	switch j.kind {
 	case jobViews:
