@@ -72,7 +72,7 @@ func (a *access) ID() string { return "vigil-access" }
 
 func (a *access) Provides(h byte) bool {
 	switch h {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosPublish, mqtt.OnPacketSent, mqtt.OnQosDropped,
 		mqtt.OnClientExpired, mqtt.OnStopped:
@@ -113,6 +113,27 @@ func (a *access) refuse(cl *mqtt.Client, reason, topic string, extra ...any) {
 
 // looksLikeJWT tells a token from a device secret: device secrets never contain dots.
 func looksLikeJWT(p []byte) bool { return bytes.Count(p, []byte{'.'}) == 2 }
+
+// OnConnect refuses a CONNECT that carries a will message, before anything else (CONNACK 0x87,
+// not authorized; 0x05 to MQTT 3 clients). mochi publishes a will, and retains it, without
+// any access check, so a will would let any client write into any topic (another hospital's
+// alerts included) by dropping its connection. Nobody needs one: a device's connection state
+// is published by Vigil itself (device_status), browsers publish nothing, and a will on a
+// device's vitals topic would pass by the pipeline.
+func (a *access) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if !pk.Connect.WillFlag {
+		return nil
+	}
+	a.refuse(cl, "will_refused", pk.Connect.WillTopic, "why", "clients may not set a will: Vigil publishes device status itself")
+	code := packets.ErrNotAuthorized
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.ErrBadUsernameOrPassword // mochi turns it into MQTT 3's "not authorized" (0x05)
+	}
+	if err := a.b.server.SendConnack(cl, code, false, nil); err != nil {
+		return err
+	}
+	return code // mochi closes the connection without another CONNACK
+}
 
 // OnConnectAuthenticate authenticates a device (client certificate or secret) or a browser
 // (JWT as the password).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -295,5 +297,90 @@ func TestDeletedUser(t *testing.T) {
 	}
 	if _, err := h.connect("web-leaving-2", "x", []byte(tok)); err == nil {
 		t.Fatal("a deleted user's token still connects to MQTT")
+	}
+}
+
+// TestWillRefused: mochi publishes (and retains) a will without an access check, so a CONNECT
+// with a will is refused whoever sends it: otherwise a nurse of h1, or any device, could write
+// a forged alert into h2 by dropping the connection.
+func TestWillRefused(t *testing.T) {
+	h := newHarness(t)
+	h.admit("h1", "p1")
+	secret := h.device("h1", "mon-1", "p1")
+	nurse := h.user("nurse.h1", "nurse", "h1")
+	watcher := h.mustConnect("web-h2", "x", []byte(h.user("nurse.h2", "nurse", "h2")))
+	watcher.mustSubscribe("hospital/h2/#")
+	forged := []byte(`{"type":"hospital_alert","hospital":"h2"}`)
+
+	for _, tt := range []struct {
+		name, id, pass, topic string
+	}{
+		{"browser, will into another hospital", "web-h1", nurse, "hospital/h2/alerts"},
+		{"device, will on its own vitals", "mon-1", secret, "hospital/h1/patient/p1/vitals"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.metricSum(t, `vigil_mqtt_refusals_total{reason="will_refused"}`)
+			conn, err := net.DialTimeout("tcp", h.mqtt, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, ca, err := dialSession(t, conn, &paho.Connect{ClientID: tt.id, KeepAlive: 30, CleanStart: true,
+				Username: tt.id, UsernameFlag: true, Password: []byte(tt.pass), PasswordFlag: true,
+				WillMessage: &paho.WillMessage{Topic: tt.topic, Payload: forged, QoS: 1, Retain: true}})
+			if err == nil || ca == nil || ca.ReasonCode != codeNotAuthorized {
+				t.Fatalf("CONNECT with a will: CONNACK %+v, %v; want reason 0x87", ca, err)
+			}
+			if after := h.metricSum(t, `vigil_mqtt_refusals_total{reason="will_refused"}`); after != before+1 {
+				t.Errorf("will_refused refusals %v -> %v; want one more", before, after)
+			}
+		})
+	}
+
+	t.Run("MQTT 3.1.1", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", h.mqtt, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// CONNECT, protocol level 4, flags: username, password, will retain, will QoS 1, will.
+		str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+		body := append(str("MQTT"), 4, 0x80|0x40|0x20|0x08|0x04|0x02, 0, 30)
+		for _, s := range []string{"web-h1-v3", "hospital/h2/alerts", string(forged), "x", nurse} {
+			body = append(body, str(s)...)
+		}
+		var pkt []byte
+		pkt = append(pkt, 0x10)
+		for n := len(body); ; n >>= 7 {
+			if n < 0x80 {
+				pkt = append(pkt, byte(n))
+				break
+			}
+			pkt = append(pkt, byte(n&0x7f|0x80))
+		}
+		if _, err := conn.Write(append(pkt, body...)); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		ack := make([]byte, 4)
+		if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0x05 {
+			t.Fatalf("CONNACK % x, %v; want 20 02 00 05 (not authorized)", ack, err)
+		}
+		if n, err := conn.Read(make([]byte, 1)); err == nil {
+			t.Errorf("connection still open after the refusal (read %d bytes)", n)
+		}
+	})
+
+	// Nothing reached h2: no will was ever registered, so none was published or retained.
+	// (The refusals above are what this relies on; a late subscriber checks the retained side.)
+	late := h.mustConnect("web-h2-late", "x", []byte(h.user("nurse.h2b", "nurse", "h2")))
+	late.mustSubscribe("hospital/h2/alerts")
+	for _, c := range []*client{watcher, late} {
+		select {
+		case m := <-c.msgs:
+			if bytes.Equal(m.Payload, forged) {
+				t.Fatalf("the forged will reached %s", m.Topic)
+			}
+		case <-time.After(300 * time.Millisecond):
+		}
 	}
 }
