@@ -62,6 +62,7 @@ type Pipeline struct {
 
 	devMu    sync.Mutex
 	assigned map[string]key // device -> patient
+	started  bool           // Start has given the patients their devices (under devMu)
 
 	statuses chan statusEvent
 }
@@ -121,6 +122,18 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		if err := w.load(ctx, r, alerts[key{r.Hospital, r.ID}]); err != nil {
 			return fmt.Errorf("loading patient %s/%s: %w", r.Hospital, r.ID, err)
 		}
+	}
+	// The assignments known before Start (DeviceAssigned only records them until then: the
+	// workers' queues are bounded and nobody reads them yet) go to the loaded patients directly.
+	p.devMu.Lock()
+	p.started = true
+	devices := map[key][]string{}
+	for d, k := range p.assigned {
+		devices[k] = append(devices[k], d)
+	}
+	p.devMu.Unlock()
+	for _, w := range p.workers {
+		w.seedDevices(devices)
 	}
 	for _, w := range p.workers {
 		p.wg.Add(1)
@@ -379,7 +392,8 @@ func (p *Pipeline) Discharge(ctx context.Context, h, pt, actor string) error {
 	return err
 }
 
-// DeviceAssigned tells the pipeline a device now feeds patient pt ("" when unassigned).
+// DeviceAssigned tells the pipeline a device now feeds patient pt ("" when unassigned). Before
+// Start it only records the assignment, so a whole registry can be told without waiting.
 func (p *Pipeline) DeviceAssigned(ctx context.Context, h, device, pt string) {
 	p.devMu.Lock()
 	old, had := p.assigned[device]
@@ -388,7 +402,11 @@ func (p *Pipeline) DeviceAssigned(ctx context.Context, h, device, pt string) {
 	} else {
 		p.assigned[device] = key{h, pt}
 	}
+	started := p.started
 	p.devMu.Unlock()
+	if !started {
+		return // Start gives the patients their devices
+	}
 	if had && old != (key{h, pt}) {
 		_ = p.send(ctx, job{kind: jobDevice, h: old.h, p: old.p, device: device, devOp: devUnassigned})
 	}

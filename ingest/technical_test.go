@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,50 @@ func TestSampleForUnknownPatient(t *testing.T) {
 	}
 	if n, _, err := e.db.ListSamples(e.ctx(), store.SampleQuery{Hospital: hosp, Patient: "p9"}, store.Page{}); err != nil || len(n) != 0 {
 		t.Errorf("ListSamples(p9) = %d, %v; want none stored", len(n), err)
+	}
+}
+
+// TestAssignmentsBeforeStart: at start the registry tells the pipeline every assigned device
+// before the workers run. More than a worker's queue holds (4,096) used to block the start for
+// good; and a device the saved state lists but the registry no longer assigns is forgotten.
+func TestAssignmentsBeforeStart(t *testing.T) {
+	e := newEnv(t, nil)
+	e.admit(pat, nil)
+	e.admit("p2", nil)
+	e.assign("mon-gone", "p2") // saved with p2's state at close, then unassigned while down
+	e.at(10 * time.Second)
+	e.node.close()
+
+	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
+	n.p = New(e.db, n.b, n.rec, e.opts)
+	t.Cleanup(n.close)
+	const devices = 5000
+	ctx := e.ctx()
+	told := make(chan struct{})
+	go func() {
+		defer close(told)
+		for i := range devices {
+			n.p.DeviceAssigned(ctx, hosp, fmt.Sprintf("mon-%d", i), pat)
+		}
+	}()
+	select {
+	case <-told:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("telling the pipeline %d assignments before Start did not return", devices)
+	}
+	if err := n.p.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e.node = n
+
+	// The assigned devices are p1's, with the offline delay counted from the start.
+	e.tickAt(40*time.Second - time.Millisecond)
+	if a := e.open(pat, KindDeviceOffline); a != nil {
+		t.Fatalf("device_offline %q before the offline delay from the start", a.Message)
+	}
+	e.tickAt(40*time.Second + time.Millisecond)
+	e.mustOpen(pat, KindDeviceOffline)
+	if a := e.open("p2", KindDeviceOffline); a != nil {
+		t.Errorf("device_offline %q for a device no longer assigned to p2; want none", a.Message)
 	}
 }

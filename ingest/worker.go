@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,6 +189,26 @@ func (w *worker) replay(ctx context.Context, pt *patient, from time.Time) error 
 
 // jobDeadline bounds the store calls of one job.
 const jobDeadline = 30 * time.Second
+
+// seedDevices gives the worker's patients the devices assigned to them when the pipeline
+// starts, as a devAssigned job would (the offline delay starts now), and forgets devices the
+// saved state still lists but the registry no longer assigns to them. Called by Start before
+// the worker runs.
+func (w *worker) seedDevices(assigned map[key][]string) {
+	ms := w.opts.Now().UnixMilli()
+	for k, pt := range w.patients {
+		if !w.opts.Shared {
+			for id := range pt.devices {
+				if !slices.Contains(assigned[k], id) {
+					w.device(pt, id, devUnassigned, ms)
+				}
+			}
+		}
+		for _, id := range assigned[k] {
+			w.device(pt, id, devAssigned, ms)
+		}
+	}
+}
 
 func (w *worker) handle(j job) {
 	ctx := w.deadlines.Context()
