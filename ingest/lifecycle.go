@@ -62,11 +62,12 @@ func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk
 				pt.dirty = true
 			}
 			if a == nil {
-				if c.Suppressed || ms-c.Since < v.delay.Milliseconds() {
+				if c.suppresses(v.priority) || ms-c.Since < v.delay.Milliseconds() {
 					continue
 				}
 				if w.raise(ctx, pt, kind, v, risk, now) {
 					c.Peak = v.worse
+					c.Suppressed, c.SuppressedPriority = false, ""
 				}
 				continue
 			}
@@ -79,7 +80,7 @@ func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk
 			continue
 		}
 		if c.Since != 0 || c.Suppressed {
-			c.Since, c.Suppressed = 0, false
+			c.Since, c.Suppressed, c.SuppressedPriority = 0, false, ""
 			pt.dirty = true
 		}
 		if a == nil {
@@ -102,6 +103,12 @@ func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk
 			w.escalate(ctx, pt, a, now)
 		}
 	}
+}
+
+// suppresses reports whether a manual resolution still holds back an alert of priority p: the
+// condition has not cleared since, and p is no higher than the resolved alert's.
+func (c *condition) suppresses(p string) bool {
+	return c.Suppressed && (c.SuppressedPriority == "" || priorityRank(p) <= priorityRank(c.SuppressedPriority))
 }
 
 func riskJSON(r news2.Risk) json.RawMessage { return r.AppendJSON(make([]byte, 0, 192)) }

@@ -711,3 +711,49 @@ func TestManualResolveSuppresses(t *testing.T) {
 		})
 	}
 }
+
+// TestManualResolveWorse: a manual resolve holds back only what was resolved. The hold survives
+// a restart, but a reading worse than the resolved alert (a higher priority) raises a new alert.
+func TestManualResolveWorse(t *testing.T) {
+	tests := []struct {
+		name             string
+		bad, worse, kind string
+		delay            time.Duration
+	}{
+		{"news2 medium, then high", mediumSample, highSample, KindNEWS2, 0},
+		{"spo2 medium, then high", `{"spo2":88}`, `{"spo2":80}`, KindSpO2Low, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.admit(pat, nil)
+			e.mustSubmit(pat, tt.bad)
+			e.tickAt(tt.delay)
+			first := e.mustOpen(pat, tt.kind)
+			if first.Priority != PriorityMedium {
+				t.Fatalf("first alert priority %s; want medium", first.Priority)
+			}
+			e.at(tt.delay + 5*time.Second)
+			if _, err := e.p.Resolve(e.ctx(), hosp, first.ID, "dr1", "known"); err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+
+			e.restart(nil)
+			e.at(tt.delay + 10*time.Second)
+			e.mustSubmit(pat, tt.bad)
+			e.tickAt(tt.delay + 2*time.Minute)
+			if a := e.open(pat, tt.kind); a != nil {
+				t.Fatalf("after a restart, the resolved %s condition raised %s (%s) again; want it held back", tt.kind, a.ID, a.Priority)
+			}
+
+			worseAt := tt.delay + 2*time.Minute + time.Second
+			e.at(worseAt)
+			e.mustSubmit(pat, tt.worse)
+			e.tickAt(worseAt + tt.delay)
+			again := e.mustOpen(pat, tt.kind)
+			if again.ID == first.ID || again.Priority != PriorityHigh {
+				t.Errorf("worse reading: alert %s priority %s; want a new high-priority alert", again.ID, again.Priority)
+			}
+		})
+	}
+}

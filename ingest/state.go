@@ -38,10 +38,13 @@ type param struct {
 
 // condition tracks one alarm rule of a patient.
 type condition struct {
-	Since      int64   `json:"since,omitempty"`       // condition true since (Unix ms), 0 when false
-	ClearSince int64   `json:"clear_since,omitempty"` // condition false since, while an alert is open
-	Suppressed bool    `json:"suppressed,omitempty"`  // resolved by hand while true: not raised again until it clears
-	Peak       float64 `json:"peak,omitempty"`        // worst value the open alert has reported
+	Since      int64 `json:"since,omitempty"`       // condition true since (Unix ms), 0 when false
+	ClearSince int64 `json:"clear_since,omitempty"` // condition false since, while an alert is open
+	Suppressed bool  `json:"suppressed,omitempty"`  // resolved by hand while true: not raised again until it clears...
+	// ...unless it becomes worse than the alert resolved: a higher priority than this one
+	// raises a new alert ("": saved before this was kept; suppressed at any priority).
+	SuppressedPriority string  `json:"suppressed_priority,omitempty"`
+	Peak               float64 `json:"peak,omitempty"` // worst value the open alert has reported
 }
 
 // device is an assigned device as the patient's state sees it.

@@ -366,12 +366,14 @@ func (w *worker) command(ctx context.Context, pt *patient, j job, now time.Time)
 			return store.Alert{}, &Error{"unavailable", "the acknowledgement could not be stored; try again"}
 		}
 	case jobResolve:
-		kind := a.Kind
+		kind, priority := a.Kind, a.Priority
 		if !w.resolve(ctx, pt, a, j.actor, j.note, now) {
 			return store.Alert{}, &Error{"unavailable", "the resolution could not be stored; try again"}
 		}
 		if c := pt.conds[kind]; c != nil && c.Since != 0 {
-			c.Suppressed = true // not raised again until the condition has cleared once
+			// Not raised again until the condition has cleared once, unless it gets worse.
+			c.Suppressed, c.SuppressedPriority = true, priority
+			pt.dirty = true
 		}
 	}
 	return w.st.GetAlert(ctx, pt.h, a.ID)
