@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -253,8 +254,38 @@ func (s *Service) GetUser(ctx context.Context, username string) (store.User, err
 	return public(u), nil
 }
 
+// Authenticate verifies token and checks it against the user it names as things stand now:
+// the user must still exist and be the one the token was issued to (a user deleted and
+// created again under the same name is another user: tokens issued before the new one was
+// created are refused), and the role and hospitals returned are the stored user's, not the
+// token's. Refusals wrap ErrInvalidToken.
+func (s *Service) Authenticate(ctx context.Context, token string) (*Claims, error) {
+	c, err := s.tokens.Verify(token)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.users.GetUser(ctx, c.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &TokenError{reason: "no such user"}
+	}
+	if err != nil {
+		return nil, classify("get user", err)
+	}
+	// iat has whole seconds: a token from the second the user was created in passes.
+	if c.IssuedAt.Time.Before(u.CreatedAt.Truncate(time.Second)) {
+		return nil, &TokenError{reason: "issued before the user was created"}
+	}
+	role, err := ParseRole(u.Role)
+	if err != nil {
+		return nil, &TokenError{reason: "stored user has an unknown role", cause: err}
+	}
+	c.Role, c.Hospitals = role, slices.Clone(u.Hospitals)
+	return c, nil
+}
+
 // DeleteUser removes the user named username; an error with Code "not_found" when there is none.
-// Tokens already issued to the user stay valid until they expire.
+// Tokens already issued to the user are refused from then on by Authenticate (they still
+// verify until they expire).
 func (s *Service) DeleteUser(ctx context.Context, username string) error {
 	if err := topics.ValidID("username", username); err != nil {
 		return invalid("username", reasonOf(err), err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -434,4 +435,53 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("Bootstrap(closed store) = %v (code %q); want unavailable", err, codeOf(err))
 		}
 	})
+}
+
+// TestAuthenticate: a token counts only for the user it was issued to, with that user's
+// stored rights now; a user deleted and created again under the same name is another user.
+func TestAuthenticate(t *testing.T) {
+	e := newEnv(t, auth.ServiceOptions{})
+	ctx := context.Background()
+	e.mustCreate(t, "alice", alicePW, auth.RoleNurse, "h1")
+	e.clock.Add(500 * time.Millisecond) // a token from the second the user was created in
+	tok, _, err := e.svc.Tokens().Issue("alice", auth.RoleNurse, []string{"h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.svc.Authenticate(ctx, tok)
+	if err != nil || c.Subject != "alice" || c.Role != auth.RoleNurse || !slices.Equal(c.Hospitals, []string{"h1"}) {
+		t.Fatalf("Authenticate = %+v, %v; want alice, nurse of h1", c, err)
+	}
+
+	// A token claiming more than the user has gets the user's rights.
+	forged, _, err := e.svc.Tokens().Issue("alice", auth.RoleAdmin, []string{"h1", "h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.svc.Authenticate(ctx, forged); err != nil || c.Role != auth.RoleNurse || !slices.Equal(c.Hospitals, []string{"h1"}) {
+		t.Errorf("Authenticate(token claiming admin of h1, h2) = %+v, %v; want the stored nurse of h1", c, err)
+	}
+
+	if err := e.svc.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Authenticate(ctx, tok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("Authenticate(deleted user's token) = %v; want ErrInvalidToken", err)
+	}
+	e.clock.Add(time.Second)
+	e.mustCreate(t, "alice", alicePW, auth.RoleViewer, "h2")
+	if _, err := e.svc.Authenticate(ctx, tok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("Authenticate(token of the name's earlier user) = %v; want ErrInvalidToken", err)
+	}
+	e.clock.Add(time.Second)
+	fresh, _, err := e.svc.Tokens().Issue("alice", auth.RoleViewer, []string{"h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.svc.Authenticate(ctx, fresh); err != nil || c.Role != auth.RoleViewer {
+		t.Errorf("Authenticate(new user's token) = %+v, %v; want the viewer", c, err)
+	}
+	if _, err := e.svc.Authenticate(ctx, "not.a.token"); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("Authenticate(garbage) = %v; want ErrInvalidToken", err)
+	}
 }

@@ -298,6 +298,21 @@ func TestDeletedUser(t *testing.T) {
 	if _, err := h.connect("web-leaving-2", "x", []byte(tok)); err == nil {
 		t.Fatal("a deleted user's token still connects to MQTT")
 	}
+
+	// Someone else gets the name (a viewer of h2): the old nurse-of-h1 token is not theirs.
+	// Tokens carry whole seconds: the new user is created in a later second than the token.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	newTok := h.user("leaving", "viewer", "h2")
+	if status, _ := h.do("GET", "/api/v1/auth/me", tok, nil); status != http.StatusUnauthorized {
+		t.Errorf("a token of the name's earlier user: %d; want 401", status)
+	}
+	if _, err := h.connect("web-leaving-3", "x", []byte(tok)); err == nil {
+		t.Error("a token of the name's earlier user connects to MQTT")
+	}
+	me := string(h.must(200, "GET", "/api/v1/auth/me", newTok, nil))
+	if !strings.Contains(me, `"viewer"`) || !strings.Contains(me, `"h2"`) {
+		t.Errorf("the new user's /auth/me = %s; want the viewer of h2", me)
+	}
 }
 
 // TestWillRefused: mochi publishes (and retains) a will without an access check, so a CONNECT

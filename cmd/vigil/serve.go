@@ -332,7 +332,7 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 			MQTTAddr: c.MQTTAddr, TLSAddr: c.MQTTSAddr, AllowedOrigins: origins,
 			Dir: filepath.Join(c.DataDir, "broker"), MaxPacketSize: uint32(c.MaxPacketSize), MaxConnections: int64(c.MaxConnections),
 			DeviceRate: c.DeviceRate, MaxInflight: c.maxInflight, Volatile: riskTopic,
-			Devices: v.registry, Tokens: tokenVerifier{tokens, v.auth}, Vitals: vitals, Events: events, Logger: log,
+			Devices: v.registry, Tokens: tokenVerifier{v.auth}, Vitals: vitals, Events: events, Logger: log,
 		}
 		if c.MQTTSAddr != "" {
 			tc, err := tlsConfig(c)
