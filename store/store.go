@@ -17,6 +17,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"time"
 )
 
@@ -143,6 +144,38 @@ type Sample struct {
 	Seq      int64 // the device's sequence number, 0 when it sent none
 	Author   string
 	Vitals
+}
+
+// Digest identifies the sample's content (its measurements and author). Stores key samples by
+// time, device, sequence number and digest: a redelivered sample is stored once, while two
+// different samples that share the rest (manual observations charted for the same instant,
+// a device that sends no seq, several devices behind one external broker) are both kept.
+func (s *Sample) Digest() uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037) // FNV-1a
+	mix := func(v uint64) {
+		for range 8 {
+			h = (h ^ v&0xff) * prime
+			v >>= 8
+		}
+	}
+	var o2, acvpu uint64
+	if s.Has&FieldO2 != 0 && s.O2 {
+		o2 = 1
+	}
+	if s.Has&FieldACVPU != 0 {
+		acvpu = uint64(s.ACVPU)
+	}
+	mix(uint64(s.Has) | acvpu<<8 | o2<<16)
+	for i, f := range [...]float64{s.HR, s.RR, s.SpO2, s.SBP, s.Temp} {
+		if s.Has&(FieldHR<<i) != 0 { // only what is present counts
+			mix(math.Float64bits(f))
+		}
+	}
+	for i := 0; i < len(s.Author); i++ {
+		h = (h ^ uint64(s.Author[i])) * prime
+	}
+	return h
 }
 
 // SampleQuery selects a patient's samples with From <= Time < To (zero To: no upper bound),

@@ -39,7 +39,8 @@ func appendSampleKey(b []byte, s *store.Sample) []byte {
 	b = appendTime(b, s.Time)
 	b = append(b, s.Device...)
 	b = append(b, 0)
-	return binary.BigEndian.AppendUint64(b, uint64(s.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Seq))
+	return binary.BigEndian.AppendUint64(b, s.Digest())
 }
 
 func appendSampleValue(b []byte, s *store.Sample) []byte {
@@ -59,15 +60,20 @@ func appendSampleValue(b []byte, s *store.Sample) []byte {
 }
 
 func decodeSample(prefixLen int, key, val []byte, s *store.Sample) error {
+	// time (8), device, 0, seq (8), then the content digest (8; keys written before it was
+	// added end at seq). Device IDs hold no 0 byte.
 	rest := key[prefixLen:]
-	if len(rest) < 8+1+8 {
+	end := -1
+	if len(rest) > 8 {
+		end = bytes.IndexByte(rest[8:], 0)
+	}
+	if end < 0 || len(rest) < 8+end+1+8 {
 		return fmt.Errorf("short sample key %q", key)
 	}
 	ms := int64(binary.BigEndian.Uint64(rest[:8]) ^ (1 << 63))
 	s.Time = time.UnixMilli(ms).UTC()
-	dev := rest[8 : len(rest)-9]
-	s.Device = string(dev)
-	s.Seq = int64(binary.BigEndian.Uint64(rest[len(rest)-8:]))
+	s.Device = string(rest[8 : 8+end])
+	s.Seq = int64(binary.BigEndian.Uint64(rest[8+end+1:]))
 	if len(val) < 4 || val[0] != sampleFormat {
 		return fmt.Errorf("sample value of unknown format at %q", key)
 	}

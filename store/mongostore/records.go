@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -290,11 +291,13 @@ type sampleDoc struct {
 }
 
 // sampleID sorts by hospital, patient, then time: the time is 16 hex digits of the sign-flipped
-// Unix milliseconds. A redelivered sample gets the same ID and is stored once.
+// Unix milliseconds. A redelivered sample gets the same ID and is stored once; the content
+// digest keeps two different samples of the same instant, device and seq apart.
 func sampleID(s *store.Sample) string {
 	var t [8]byte
 	binary.BigEndian.PutUint64(t[:], uint64(s.Time.UnixMilli())^(1<<63))
-	return s.Hospital + "/" + s.Patient + "/" + hex.EncodeToString(t[:]) + "/" + s.Device + "/" + fmt.Sprint(s.Seq)
+	return s.Hospital + "/" + s.Patient + "/" + hex.EncodeToString(t[:]) + "/" + s.Device + "/" + strconv.FormatInt(s.Seq, 10) +
+		"/" + strconv.FormatUint(s.Digest(), 16)
 }
 
 func timePrefix(h, p string, t time.Time) string {

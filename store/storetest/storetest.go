@@ -280,6 +280,32 @@ func testSamples(t *testing.T, f Factory) {
 	if len(ranged) != 10 || !ranged[0].Time.Equal(base.Add(10*time.Second)) || ranged[9].HR != 79 {
 		t.Fatalf("ListSamples([10s, 20s)) = %d samples, first %v; want 10 from %v", len(ranged), ranged[0].Time, base.Add(10*time.Second))
 	}
+	// Different samples sharing time, device and seq are all kept (charting for the same
+	// instant, a device without seq); repeating one of them stores nothing new.
+	at := base.Add(time.Hour)
+	same := []store.Sample{
+		{Hospital: "h1", Patient: "p3", Time: at, Author: "nurse.jo", Vitals: store.Vitals{Has: store.FieldTemp, Temp: 38.5}},
+		{Hospital: "h1", Patient: "p3", Time: at, Author: "nurse.jo", Vitals: store.Vitals{Has: store.FieldACVPU, ACVPU: 'V'}},
+		{Hospital: "h1", Patient: "p3", Time: at, Author: "dr.kim", Vitals: store.Vitals{Has: store.FieldTemp, Temp: 38.5}},
+		{Hospital: "h1", Patient: "p3", Time: at, Device: "mon-1", Vitals: store.Vitals{Has: store.FieldHR, HR: 80}},
+		{Hospital: "h1", Patient: "p3", Time: at, Device: "mon-1", Vitals: store.Vitals{Has: store.FieldHR, HR: 81}},
+	}
+	must(t, s.AppendSamples(ctx, same), "AppendSamples(same instant)")
+	must(t, s.AppendSamples(ctx, same[1:2]), "AppendSamples(same instant, again)")
+	kept := collect(t, 100, func(pg store.Page) ([]store.Sample, string, error) {
+		return s.ListSamples(ctx, store.SampleQuery{Hospital: "h1", Patient: "p3"}, pg)
+	})
+	if len(kept) != len(same) {
+		t.Fatalf("ListSamples(h1/p3) = %d samples of the same instant; want %d: %+v", len(kept), len(same), kept)
+	}
+	for _, want := range same {
+		if !slices.ContainsFunc(kept, func(g store.Sample) bool {
+			return g.Vitals == want.Vitals && g.Author == want.Author && g.Device == want.Device && g.Time.Equal(at)
+		}) {
+			t.Errorf("sample %+v not read back", want)
+		}
+	}
+
 	none, next, err := s.ListSamples(ctx, store.SampleQuery{Hospital: "h1", Patient: "p2"}, store.Page{})
 	if err != nil || len(none) != 0 || next != "" {
 		t.Fatalf("ListSamples(unknown patient) = %d, %q, %v; want 0, \"\", nil", len(none), next, err)
