@@ -388,9 +388,16 @@ func (p *Pipeline) PatientChanged(ctx context.Context, rec store.Patient) error 
 // its retained risk.
 func (p *Pipeline) Discharge(ctx context.Context, h, pt, actor string) error {
 	_, err := p.call(ctx, job{kind: jobDischarge, h: h, p: pt, actor: actor})
+	if err == errDischargeUnresolved {
+		return err // still admitted: nothing was forgotten
+	}
 	p.setAdmitted(h, pt, false)
 	return err
 }
+
+// errDischargeUnresolved refuses a discharge while one of the patient's open alerts cannot be
+// resolved (the store failed).
+var errDischargeUnresolved = &Error{"unavailable", "an open alert of the patient could not be resolved; the patient stays admitted; try again"}
 
 // DeviceAssigned tells the pipeline a device now feeds patient pt ("" when unassigned). Before
 // Start it only records the assignment, so a whole registry can be told without waiting.

@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vigilhq/vigil/store"
+	"github.com/vigilhq/vigil/store/embedded"
 )
 
 func TestDischarge(t *testing.T) {
@@ -213,5 +217,63 @@ func TestBedsStaffBroadcast(t *testing.T) {
 	}
 	if s, err := e.db.GetStaff(e.ctx(), hosp, "s1"); err != nil || !s.Available {
 		t.Errorf("stored staff = %+v, %v; want available", s, err)
+	}
+}
+
+// failingStore is the real store with alert updates failing on demand (a store outage).
+type failingStore struct {
+	*embedded.DB
+	fail atomic.Bool
+}
+
+func (f *failingStore) UpdateAlert(ctx context.Context, a store.Alert, ev store.AlertEvent) error {
+	if f.fail.Load() {
+		return fmt.Errorf("update alert: %w", store.ErrUnavailable)
+	}
+	return f.DB.UpdateAlert(ctx, a, ev)
+}
+
+// TestDischargeStoreFails: a discharge whose open alerts cannot be resolved is refused and
+// changes nothing (the alert used to stay open for good, with the patient forgotten).
+func TestDischargeStoreFails(t *testing.T) {
+	e := newEnv(t, nil)
+	e.node.close()
+	fs := &failingStore{DB: e.db}
+	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
+	n.p = New(fs, n.b, n.rec, e.opts)
+	t.Cleanup(n.close)
+	if err := n.p.Start(e.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e.node = n
+	w := NewWard(e.db, n.p, nil)
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	e.mustSubmit(pat, highSample)
+	e.tickAt(0)
+	a := e.mustOpen(pat, KindNEWS2)
+
+	fs.fail.Store(true)
+	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); code(err) != "unavailable" {
+		t.Fatalf("Discharge with the store failing = %v; want unavailable", err)
+	}
+	if _, err := e.db.GetPatient(e.ctx(), hosp, pat); err != nil {
+		t.Errorf("GetPatient after the refused discharge = %v; want the patient still admitted", err)
+	}
+	if got := e.alert(a.ID); got.State != store.StateActive {
+		t.Errorf("alert after the refused discharge: %s; want still active", got.State)
+	}
+	e.at(time.Second)
+	if err := e.submit(pat, highSample); err != nil {
+		t.Errorf("Submit after the refused discharge = %v; want accepted", err)
+	}
+
+	fs.fail.Store(false)
+	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge once the store is back: %v", err)
+	}
+	if got := e.alert(a.ID); got.State != store.StateResolved || got.ResolvedBy != "dr1" {
+		t.Errorf("alert after the discharge: %s by %q; want resolved by dr1", got.State, got.ResolvedBy)
 	}
 }

@@ -302,7 +302,11 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		r.alert = a
 	case jobDischarge:
 		for _, a := range pt.open {
-			w.resolve(ctx, pt, a, j.actor, "patient discharged", now)
+			if !w.resolve(ctx, pt, a, j.actor, "patient discharged", now) {
+				// Forgetting the patient now would leave the alert open for good, with
+				// nobody to escalate or resolve it: the patient stays admitted.
+				return result{err: errDischargeUnresolved}
+			}
 		}
 		if err := w.st.DeletePatientState(ctx, pt.h, pt.p); err != nil {
 			w.log.Warn("deleting patient state failed", "hospital", pt.h, "patient", pt.p, "err", err)
