@@ -17,6 +17,10 @@ import (
 	"github.com/vigilhq/vigil/topics"
 )
 
+// UnknownDevice is the device of a sample from the external broker without the MQTT 5 user
+// property "device" naming its sender (MQTT 3.1.1 monitors cannot set one).
+const UnknownDevice = "external"
+
 // Remote connects Vigil to an external MQTT 5 broker (EMQX, HiveMQ, VerneMQ, Mosquitto) instead
 // of the embedded one: it takes vitals from the shared subscription
 // $share/vigil-ingest/hospital/+/patient/+/vitals, so several Vigil processes split the stream,
@@ -170,7 +174,7 @@ func (r *Remote) received(pr paho.PublishReceived) (bool, error) {
 		ack()
 		return true, nil
 	}
-	device := "external"
+	device := UnknownDevice
 	if p.Properties != nil {
 		if d := p.Properties.User.Get("device"); d != "" && topics.ValidID("device", d) == nil {
 			device = d

@@ -42,6 +42,12 @@ type Samples interface {
 	Add(s store.Sample) (*store.Pending, error)
 }
 
+// UnknownDevice is the device of a sample whose sender is not known (from an external broker,
+// without the "device" user property). Such a sample counts as heard from every device
+// assigned to its patient: their offline alarm cannot tell which one went silent, but it never
+// sounds for devices that are sending.
+const UnknownDevice = "external"
+
 // Pipeline is the ingest pipeline.
 type Pipeline struct {
 	opts    Options

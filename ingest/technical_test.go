@@ -268,3 +268,28 @@ func TestAssignmentsBeforeStart(t *testing.T) {
 		t.Errorf("device_offline %q for a device no longer assigned to p2; want none", a.Message)
 	}
 }
+
+// TestUnknownDeviceCountsForAll: behind an external broker a sample may not say which device
+// sent it (UnknownDevice). It keeps every device of its patient from being taken as silent
+// (each used to raise device_offline 30 s after assignment while data flowed); once nothing
+// arrives, the offline alarm comes as usual.
+func TestUnknownDeviceCountsForAll(t *testing.T) {
+	e := newEnv(t, nil)
+	e.admit(pat, nil)
+	e.assign(dev, pat)
+	e.assign("mon2", pat)
+	for at := time.Duration(0); at <= time.Minute; at += 10 * time.Second {
+		e.at(at)
+		if err := e.submitFrom(UnknownDevice, pat, lowSample); err != nil {
+			t.Fatalf("Submit from an unknown device at %v: %v", at, err)
+		}
+		e.tickAt(at + 5*time.Second)
+		if a := e.open(pat, KindDeviceOffline); a != nil {
+			t.Fatalf("at %v, with data every 10 s: %q; want no device_offline", at+5*time.Second, a.Message)
+		}
+	}
+	e.tickAt(time.Minute + 30*time.Second + time.Millisecond)
+	if a := e.mustOpen(pat, KindDeviceOffline); a.Message != "Device offline: mon1, mon2" {
+		t.Errorf("after the data stopped: %q; want both devices offline", a.Message)
+	}
+}

@@ -282,6 +282,11 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli())
 		if d := pt.devices[j.sample.Device]; d != nil {
 			d.Connected, d.Unclean, d.LastSeen = true, false, ms
+		} else if j.sample.Device == UnknownDevice {
+			// Which device sent it is not known: the patient's devices are not silent.
+			for _, d := range pt.devices {
+				d.LastSeen = ms
+			}
 		}
 		w.m.processed.Add(1)
 	case jobImplausible:

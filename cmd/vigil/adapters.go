@@ -68,7 +68,11 @@ func (v tokenVerifier) VerifyToken(token string) (broker.Principal, error) {
 type vitalsHandler struct{ pl *ingest.Pipeline }
 
 func (h *vitalsHandler) HandleVitals(ctx context.Context, v broker.Vitals) (func(context.Context) error, error) {
-	pending, err := h.pl.Accept(ctx, v.Hospital, v.Patient, v.Device, v.Payload, v.Received)
+	device := v.Device
+	if device == broker.UnknownDevice {
+		device = ingest.UnknownDevice
+	}
+	pending, err := h.pl.Accept(ctx, v.Hospital, v.Patient, device, v.Payload, v.Received)
 	if err != nil {
 		return nil, err
 	}
