@@ -507,7 +507,7 @@ func (p *Pipeline) Score(payload []byte) (news2.Risk, error) {
 		return news2.Risk{}, ferr
 	}
 	pt := newPatient("", "")
-	pt.merge(d.Vitals, 1)
+	pt.merge(d.Vitals, 1, true)
 	o := p.opts
 	for i := range o.Fresh {
 		o.Fresh[i] = time.Hour

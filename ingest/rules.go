@@ -119,14 +119,15 @@ func (pt *patient) evaluate(now int64, risk news2.Risk, fresh news2.Vitals, o *O
 	}
 	out[KindDeviceOffline] = off
 
-	// Technical: continuous parameters that were arriving have gone stale while a device is
-	// assigned and connected (a sensor off the patient, say).
+	// Technical: continuous parameters that were arriving from a device have gone stale while
+	// a device is assigned and connected (a sensor off the patient, say). A value a clinician
+	// entered by hand was never arriving: its age is NEWS2's business (missing), not an alarm.
 	stale := verdict{category: CategoryTechnical, priority: PriorityLow}
 	if len(pt.devices) > 0 && !off.active {
 		var names []string
 		for _, p := range []news2.Param{news2.Pulse, news2.RespRate, news2.SpO2, news2.SystolicBP} {
 			at := pt.params[p].At
-			if at != 0 && now-at > o.Fresh[p].Milliseconds() {
+			if at != 0 && !pt.params[p].Manual && now-at > o.Fresh[p].Milliseconds() {
 				names = append(names, p.String())
 			}
 		}

@@ -32,8 +32,9 @@ func priorityRank(p string) int {
 
 // param is the last value of one NEWS2 parameter and when it was measured (Unix ms; 0: never).
 type param struct {
-	V  float64 `json:"v"`
-	At int64   `json:"at"`
+	V      float64 `json:"v"`
+	At     int64   `json:"at"`
+	Manual bool    `json:"manual,omitempty"` // from a clinician's observation, not a device
 }
 
 // condition tracks one alarm rule of a patient.
@@ -117,11 +118,11 @@ func (pt *patient) configure(rec store.Patient, site Limits, delay time.Duration
 
 // merge takes a sample's measurements into the state: each parameter keeps its newest value, so
 // samples handled out of order (or by several processes) end in the same state.
-func (pt *patient) merge(v store.Vitals, at int64) bool {
+func (pt *patient) merge(v store.Vitals, at int64, manual bool) bool {
 	changed := false
 	take := func(f store.Fields, p news2.Param, val float64) {
 		if v.Has&f != 0 && at >= pt.params[p].At {
-			pt.params[p] = param{V: val, At: at}
+			pt.params[p] = param{V: val, At: at, Manual: manual}
 			changed = true
 		}
 	}

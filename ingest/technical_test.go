@@ -293,3 +293,37 @@ func TestUnknownDeviceCountsForAll(t *testing.T) {
 		t.Errorf("after the data stopped: %q; want both devices offline", a.Message)
 	}
 }
+
+// TestDataStaleIgnoresManualValues: a value a clinician entered by hand (a blood pressure taken
+// with a cuff, next to a pulse oximeter) never "stopped arriving": it ages out of NEWS2, but
+// raises no data_stale alarm. The same value from the device does.
+func TestDataStaleIgnoresManualValues(t *testing.T) {
+	for _, manual := range []bool{true, false} {
+		t.Run(map[bool]string{true: "by hand", false: "from the device"}[manual], func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.admit(pat, nil)
+			e.assign(dev, pat)
+			e.connect(dev)
+			if manual {
+				e.mustSubmit(pat, `{"hr":80,"spo2":97}`)
+				if _, err := e.p.Observe(e.ctx(), hosp, pat, "nurse.jo", store.Vitals{Has: store.FieldSBP, SBP: 120}, e.now()); err != nil {
+					t.Fatalf("Observe: %v", err)
+				}
+			} else {
+				e.mustSubmit(pat, `{"hr":80,"spo2":97,"sbp":120}`)
+			}
+			// The monitor keeps sending hr and SpO2 for 70 minutes (sbp is fresh for 60).
+			for d := time.Minute; d <= 70*time.Minute; d += time.Minute {
+				e.at(d)
+				e.mustSubmit(pat, `{"hr":80,"spo2":97}`)
+			}
+			a := e.open(pat, KindDataStale)
+			switch {
+			case manual && a != nil:
+				t.Errorf("sbp entered by hand 70 min ago: data_stale %q; want none", a.Message)
+			case !manual && (a == nil || a.Message != "No fresh data: sbp"):
+				t.Errorf("sbp from the device 70 min ago: data_stale %+v; want \"No fresh data: sbp\"", a)
+			}
+		})
+	}
+}

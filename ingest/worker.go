@@ -178,7 +178,7 @@ func (w *worker) replay(ctx context.Context, pt *patient, from time.Time) error 
 			return err
 		}
 		for _, s := range samples {
-			pt.merge(s.Vitals, s.Time.UnixMilli())
+			pt.merge(s.Vitals, s.Time.UnixMilli(), s.Device == "")
 		}
 		if next == "" {
 			return nil
@@ -279,7 +279,7 @@ func (w *worker) apply(ctx context.Context, j job) result {
 	var r result
 	switch j.kind {
 	case jobSample:
-		pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli())
+		pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "")
 		if d := pt.devices[j.sample.Device]; d != nil {
 			d.Connected, d.Unclean, d.LastSeen = true, false, ms
 		} else if j.sample.Device == UnknownDevice {
