@@ -143,6 +143,15 @@ func (pt *patient) merge(v store.Vitals, at int64, manual bool) bool {
 	return changed
 }
 
+// suppress records that an alert of kind and priority was resolved by hand while its condition
+// holds: not raised again until the condition has cleared once, unless it gets worse.
+func (pt *patient) suppress(kind, priority string) {
+	if c := pt.conds[kind]; c != nil && c.Since != 0 {
+		c.Suppressed, c.SuppressedPriority = true, priority
+		pt.dirty = true
+	}
+}
+
 // measured reports whether any parameter ever had a value.
 func (pt *patient) measured() bool {
 	for _, x := range pt.params {

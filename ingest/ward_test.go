@@ -220,10 +220,19 @@ func TestBedsStaffBroadcast(t *testing.T) {
 	}
 }
 
-// failingStore is the real store with alert updates failing on demand (a store outage).
+// failingStore is the real store with alert updates failing on demand (a store outage), and
+// patient state saves refused once on demand as another process's newer save would be.
 type failingStore struct {
 	*embedded.DB
-	fail atomic.Bool
+	fail     atomic.Bool
+	conflict atomic.Bool
+}
+
+func (f *failingStore) PutPatientState(ctx context.Context, st store.PatientState) error {
+	if f.conflict.Swap(false) {
+		return fmt.Errorf("put patient state: %w", store.ErrConflict)
+	}
+	return f.DB.PutPatientState(ctx, st)
 }
 
 func (f *failingStore) UpdateAlert(ctx context.Context, a store.Alert, ev store.AlertEvent) error {
@@ -275,5 +284,46 @@ func TestDischargeStoreFails(t *testing.T) {
 	}
 	if got := e.alert(a.ID); got.State != store.StateResolved || got.ResolvedBy != "dr1" {
 		t.Errorf("alert after the discharge: %s by %q; want resolved by dr1", got.State, got.ResolvedBy)
+	}
+}
+
+// TestSharedCommandMeetsNewerState: in shared mode, an acknowledgement or resolution whose
+// patient-state save meets another process's newer save is not done again (that answered 409
+// for a change already stored and published, and lost the resolution's hold on the alert).
+func TestSharedCommandMeetsNewerState(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	e.node.close()
+	fs := &failingStore{DB: e.db}
+	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
+	n.p = New(fs, n.b, n.rec, e.opts)
+	t.Cleanup(n.close)
+	if err := n.p.Start(e.ctx()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	e.node = n
+	e.admit(pat, nil)
+	e.mustSubmit(pat, mediumSample)
+	e.tickAt(0)
+	a := e.mustOpen(pat, KindNEWS2)
+
+	fs.conflict.Store(true)
+	got, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", "")
+	if err != nil || got.State != store.StateAcknowledged {
+		t.Fatalf("Acknowledge meeting a newer state = %s, %v; want acknowledged", got.State, err)
+	}
+	fs.conflict.Store(true)
+	got, err = e.p.Resolve(e.ctx(), hosp, a.ID, "nurse1", "known")
+	if err != nil || got.State != store.StateResolved {
+		t.Fatalf("Resolve meeting a newer state = %s, %v; want resolved", got.State, err)
+	}
+	if n := len(e.alert(a.ID).History); n != 3 {
+		t.Errorf("alert history has %d events; want 3 (raised, acknowledged, resolved), each once", n)
+	}
+	// The condition holds: the resolution keeps it from being raised again.
+	e.at(time.Minute)
+	e.mustSubmit(pat, mediumSample)
+	e.tickAt(2 * time.Minute)
+	if again := e.open(pat, KindNEWS2); again != nil {
+		t.Errorf("NEWS2 alert %s raised again after the manual resolve; want it held back", again.ID)
 	}
 }

@@ -323,10 +323,38 @@ func (w *worker) apply(ctx context.Context, j job) result {
 	r.risk = w.evaluate(ctx, pt, now)
 	if w.opts.Shared {
 		if err := w.save(ctx, pt, ms); err != nil {
+			if (j.kind == jobAck || j.kind == jobResolve) && errors.Is(err, store.ErrConflict) {
+				// The command is stored and published: doing it again would answer 409.
+				// Only the patient's state is saved again, on top of the other's.
+				w.saveAfterCommand(ctx, pt, r.alert, now)
+				return r
+			}
 			return result{err: err}
 		}
 	}
 	return r
+}
+
+// saveAfterCommand saves a patient's state after an alert command (shared mode) whose first
+// save met another process's newer state: reload it, mark a manual resolution again,
+// re-evaluate, save; a few times at most (the next tick saves it otherwise).
+func (w *worker) saveAfterCommand(ctx context.Context, pt *patient, a store.Alert, now time.Time) {
+	var err error
+	for range maxRetries {
+		if err = w.refresh(ctx, pt); err != nil {
+			break
+		}
+		if a.State == store.StateResolved && pt.open[a.Kind] == nil {
+			pt.suppress(a.Kind, a.Priority)
+		}
+		w.evaluate(ctx, pt, now)
+		if err = w.save(ctx, pt, now.UnixMilli()); !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		w.log.Warn("saving patient state after an alert command failed; the next tick saves it", "hospital", pt.h, "patient", pt.p, "err", err)
+	}
 }
 
 func (w *worker) device(pt *patient, id string, op devOp, ms int64) {
@@ -379,11 +407,7 @@ func (w *worker) command(ctx context.Context, pt *patient, j job, now time.Time)
 		if !w.resolve(ctx, pt, a, j.actor, j.note, now) {
 			return store.Alert{}, &Error{"unavailable", "the resolution could not be stored; try again"}
 		}
-		if c := pt.conds[kind]; c != nil && c.Since != 0 {
-			// Not raised again until the condition has cleared once, unless it gets worse.
-			c.Suppressed, c.SuppressedPriority = true, priority
-			pt.dirty = true
-		}
+		pt.suppress(kind, priority)
 	}
 	return w.st.GetAlert(ctx, pt.h, a.ID)
 }
