@@ -48,6 +48,9 @@ func alertNotFound(h, id string) error {
 // once acknowledged), escalate when unacknowledged past the timeout.
 func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk news2.Risk, verdicts map[string]verdict) {
 	ms := now.UnixMilli()
+	if len(pt.duplicates) > 0 {
+		w.resolveDuplicates(ctx, pt, now)
+	}
 	for _, kind := range Kinds {
 		v := verdicts[kind]
 		c := pt.cond(kind)
@@ -111,6 +114,22 @@ func (c *condition) suppresses(p string) bool {
 	return c.Suppressed && (c.SuppressedPriority == "" || priorityRank(p) <= priorityRank(c.SuppressedPriority))
 }
 
+// resolveDuplicates resolves the open alerts that double one of the patient's open alerts
+// (see patient.duplicates); a failure leaves them for the next evaluation.
+func (w *worker) resolveDuplicates(ctx context.Context, pt *patient, now time.Time) {
+	left := pt.duplicates[:0]
+	for _, d := range pt.duplicates {
+		note := "duplicate"
+		if keep := pt.open[d.Kind]; keep != nil {
+			note = "duplicate of alert " + keep.ID
+		}
+		if !w.resolve(ctx, pt, d, SystemActor, note, now) {
+			left = append(left, d)
+		}
+	}
+	pt.duplicates = left
+}
+
 func riskJSON(r news2.Risk) json.RawMessage { return r.AppendJSON(make([]byte, 0, 192)) }
 
 func at(t time.Time) *time.Time { t = store.Millis(t); return &t }
@@ -122,6 +141,18 @@ func event(a *store.Alert, action, actor, note string, now time.Time) store.Aler
 
 func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict, risk news2.Risk, now time.Time) bool {
 	now = store.Millis(now)
+	if pt.recheck {
+		// An earlier raise failed; its write may have reached the store all the same (a
+		// timeout after the insert). Such an alert is taken on and announced, not doubled.
+		if !w.reloadAlerts(ctx, pt) {
+			return false
+		}
+		pt.recheck = false
+		if a := pt.open[kind]; a != nil {
+			w.publishAlert(ctx, a, ActionRaised)
+			return true
+		}
+	}
 	a := &store.Alert{
 		ID: w.ids.next(now), Hospital: pt.h, Patient: pt.p, Kind: kind, Category: v.category,
 		Priority: v.priority, State: store.StateActive, Message: v.message,
@@ -133,6 +164,7 @@ func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict,
 	a.History = []store.AlertEvent{event(a, ActionRaised, SystemActor, "", now)}
 	if err := w.st.CreateAlert(ctx, *a); err != nil {
 		w.fail("raise", pt, kind, err)
+		pt.recheck = true
 		return false
 	}
 	pt.open[kind] = a
@@ -196,7 +228,9 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 		return false
 	}
 	if b.State == store.StateResolved {
-		delete(pt.open, b.Kind)
+		if cur := pt.open[b.Kind]; cur != nil && cur.ID == b.ID {
+			delete(pt.open, b.Kind)
+		}
 	} else {
 		pt.open[b.Kind] = b
 	}
@@ -218,16 +252,15 @@ func (w *worker) fail(action string, pt *patient, kind string, err error) {
 	w.log.Error("alert change not stored; will retry", "action", action, "hospital", pt.h, "patient", pt.p, "kind", kind, "err", err)
 }
 
-func (w *worker) reloadAlerts(ctx context.Context, pt *patient) {
+// reloadAlerts reads the patient's open alerts from the store; false if that failed.
+func (w *worker) reloadAlerts(ctx context.Context, pt *patient) bool {
 	open, err := w.st.OpenAlerts(ctx, pt.h, pt.p)
 	if err != nil {
 		w.log.Error("reloading alerts failed", "hospital", pt.h, "patient", pt.p, "err", err)
-		return
+		return false
 	}
-	pt.open = map[string]*store.Alert{}
-	for i := range open {
-		pt.open[open[i].Kind] = &open[i]
-	}
+	pt.setOpen(open)
+	return true
 }
 
 func (w *worker) publishAlert(ctx context.Context, a *store.Alert, action string) {

@@ -68,6 +68,12 @@ type patient struct {
 	implausible []int64 // times of refused implausible samples, within the window
 
 	open map[string]*store.Alert // open alerts by kind
+	// duplicates are further open alerts of a kind that has one in open (a raise whose store
+	// write failed ambiguously, or two processes raising at once in shared mode): the next
+	// evaluation resolves them. recheck: a raise failed, so the store may hold an open alert
+	// nobody has announced; the next raise of the patient looks first.
+	duplicates []*store.Alert
+	recheck    bool
 
 	risk      news2.Risk // last published
 	published bool
@@ -79,6 +85,24 @@ type patient struct {
 
 func newPatient(h, p string) *patient {
 	return &patient{h: h, p: p, scale: news2.Scale1, conds: map[string]*condition{}, devices: map[string]*device{}, open: map[string]*store.Alert{}}
+}
+
+// setOpen takes the patient's open alerts as stored: one per kind (the earliest raised), the
+// others as duplicates.
+func (pt *patient) setOpen(open []store.Alert) {
+	pt.open, pt.duplicates = map[string]*store.Alert{}, nil
+	for i := range open {
+		a := &open[i]
+		cur := pt.open[a.Kind]
+		if cur == nil {
+			pt.open[a.Kind] = a
+			continue
+		}
+		if a.RaisedAt.Before(cur.RaisedAt) || (a.RaisedAt.Equal(cur.RaisedAt) && a.ID < cur.ID) {
+			pt.open[a.Kind], a = a, cur
+		}
+		pt.duplicates = append(pt.duplicates, a)
+	}
 }
 
 func (pt *patient) cond(kind string) *condition {

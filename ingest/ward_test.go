@@ -226,6 +226,17 @@ type failingStore struct {
 	*embedded.DB
 	fail     atomic.Bool
 	conflict atomic.Bool
+	lostAck  atomic.Bool // the next CreateAlert is stored but reports a failure (a timeout after the insert)
+}
+
+func (f *failingStore) CreateAlert(ctx context.Context, a store.Alert) error {
+	if err := f.DB.CreateAlert(ctx, a); err != nil {
+		return err
+	}
+	if f.lostAck.Swap(false) {
+		return fmt.Errorf("create alert: %w", store.ErrUnavailable)
+	}
+	return nil
 }
 
 func (f *failingStore) PutPatientState(ctx context.Context, st store.PatientState) error {
@@ -246,16 +257,8 @@ func (f *failingStore) UpdateAlert(ctx context.Context, a store.Alert, ev store.
 // changes nothing (the alert used to stay open for good, with the patient forgotten).
 func TestDischargeStoreFails(t *testing.T) {
 	e := newEnv(t, nil)
-	e.node.close()
-	fs := &failingStore{DB: e.db}
-	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
-	n.p = New(fs, n.b, n.rec, e.opts)
-	t.Cleanup(n.close)
-	if err := n.p.Start(e.ctx()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	e.node = n
-	w := NewWard(e.db, n.p, nil)
+	fs := startFailing(e)
+	w := NewWard(e.db, e.p, nil)
 	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
 		t.Fatalf("Admit: %v", err)
 	}
@@ -292,15 +295,7 @@ func TestDischargeStoreFails(t *testing.T) {
 // for a change already stored and published, and lost the resolution's hold on the alert).
 func TestSharedCommandMeetsNewerState(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true })
-	e.node.close()
-	fs := &failingStore{DB: e.db}
-	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
-	n.p = New(fs, n.b, n.rec, e.opts)
-	t.Cleanup(n.close)
-	if err := n.p.Start(e.ctx()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	e.node = n
+	fs := startFailing(e)
 	e.admit(pat, nil)
 	e.mustSubmit(pat, mediumSample)
 	e.tickAt(0)
@@ -325,5 +320,73 @@ func TestSharedCommandMeetsNewerState(t *testing.T) {
 	e.tickAt(2 * time.Minute)
 	if again := e.open(pat, KindNEWS2); again != nil {
 		t.Errorf("NEWS2 alert %s raised again after the manual resolve; want it held back", again.ID)
+	}
+}
+
+// startFailing replaces the env's pipeline with one on the real store wrapped by failingStore.
+func startFailing(e *env) *failingStore {
+	e.t.Helper()
+	e.node.close()
+	fs := &failingStore{DB: e.db}
+	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
+	n.p = New(fs, n.b, n.rec, e.opts)
+	e.t.Cleanup(n.close)
+	if err := n.p.Start(e.ctx()); err != nil {
+		e.t.Fatalf("Start: %v", err)
+	}
+	e.node = n
+	return fs
+}
+
+// TestRaiseStoredDespiteError: a raise whose write reached the store but reported a failure
+// is taken on (and announced) by the next raise, not raised a second time.
+func TestRaiseStoredDespiteError(t *testing.T) {
+	e := newEnv(t, nil)
+	fs := startFailing(e)
+	e.admit(pat, nil)
+	fs.lostAck.Store(true)
+	e.mustSubmit(pat, highSample) // raises: stored, reported failed
+	if acts := alertActions(t, e.events(), alertsTopic); len(acts) != 0 {
+		t.Fatalf("alert events %v after a failed raise; want none yet", acts)
+	}
+	e.tickAt(time.Second)
+	open, err := e.db.OpenAlerts(e.ctx(), hosp, pat)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("OpenAlerts = %d alerts, %v; want the one stored", len(open), err)
+	}
+	evs := onTopic(e.events(), alertsTopic)
+	if len(evs) != 1 || evs[0].alert(t).Action != ActionRaised || evs[0].alert(t).Alert.ID != open[0].ID {
+		t.Errorf("alert events %+v; want one raised for %s", evs, open[0].ID)
+	}
+}
+
+// TestDuplicateOpenAlertsResolved: two open alerts of one kind in the store (two processes
+// raising at once in shared mode, say) end as one: the earliest stays, the other is resolved.
+func TestDuplicateOpenAlertsResolved(t *testing.T) {
+	e := newEnv(t, nil)
+	e.admit(pat, nil)
+	e.mustSubmit(pat, highSample)
+	e.tickAt(0)
+	first := e.mustOpen(pat, KindNEWS2)
+	dup := first
+	dup.ID, dup.RaisedAt, dup.Version, dup.History = first.ID+"x", first.RaisedAt.Add(time.Second), 1, first.History[:1]
+	if err := e.db.CreateAlert(e.ctx(), dup); err != nil {
+		t.Fatal(err)
+	}
+	e.restart(nil)
+	e.at(2 * time.Second)
+	e.mustSubmit(pat, highSample)
+	open, err := e.db.OpenAlerts(e.ctx(), hosp, pat)
+	if err != nil || len(open) != 1 || open[0].ID != first.ID {
+		var ids []string
+		for _, a := range open {
+			ids = append(ids, a.ID)
+		}
+		t.Fatalf("open alerts %v, %v; want only %s", ids, err, first.ID)
+	}
+	got := e.alert(dup.ID)
+	last := got.History[len(got.History)-1]
+	if got.State != store.StateResolved || got.ResolvedBy != SystemActor || last.Note != "duplicate of alert "+first.ID {
+		t.Errorf("duplicate: %s by %q, note %q; want resolved by vigil as a duplicate of %s", got.State, got.ResolvedBy, last.Note, first.ID)
 	}
 }

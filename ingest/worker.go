@@ -152,9 +152,8 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		// Connections did not survive the restart; give devices the offline delay to come back.
 		pt.devices[id] = &device{LastSeen: max(d.LastSeen, now.UnixMilli())}
 	}
-	for i := range open {
-		a := &open[i]
-		pt.open[a.Kind] = a
+	pt.setOpen(open)
+	for _, a := range pt.open {
 		// The worst reading an open alert has reported, so a restart does not report it again
 		// as an update (the snapshot may be older than the alert's last change).
 		var r news2.Risk
@@ -414,6 +413,11 @@ func (w *worker) command(ctx context.Context, pt *patient, j job, now time.Time)
 
 func (pt *patient) alertByID(id string) *store.Alert {
 	for _, a := range pt.open {
+		if a.ID == id {
+			return a
+		}
+	}
+	for _, a := range pt.duplicates {
 		if a.ID == id {
 			return a
 		}
