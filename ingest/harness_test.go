@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -184,12 +185,21 @@ func (e *env) openStore() {
 	e.t.Cleanup(func() { db.Close() })
 }
 
-// start starts another pipeline on the env's store.
-func (e *env) start(opts Options) *node {
+// start starts another pipeline on the env's store. Like vigil serve, it tells the pipeline
+// the device assignments (those of the given earlier pipeline) before starting it.
+func (e *env) start(opts Options, assignedBy ...*Pipeline) *node {
 	e.t.Helper()
 	n := &node{e: e, rec: &recorder{}, b: store.NewBatcher(e.db, store.BatcherOptions{})}
 	n.p = New(e.db, n.b, n.rec, opts)
 	e.t.Cleanup(n.close)
+	for _, prev := range assignedBy {
+		prev.devMu.Lock()
+		assigned := maps.Clone(prev.assigned)
+		prev.devMu.Unlock()
+		for d, k := range assigned {
+			n.p.DeviceAssigned(e.ctx(), k.h, d, k.p)
+		}
+	}
 	if err := n.p.Start(e.ctx()); err != nil {
 		e.t.Fatalf("Start: %v", err)
 	}
@@ -211,6 +221,7 @@ func (n *node) close() {
 // stopped, when set, runs on the store between the two.
 func (e *env) restart(stopped func()) {
 	e.t.Helper()
+	prev := e.node.p
 	e.node.close()
 	if stopped != nil {
 		stopped()
@@ -219,7 +230,7 @@ func (e *env) restart(stopped func()) {
 		e.t.Fatalf("closing the store: %v", err)
 	}
 	e.openStore()
-	e.node = e.start(e.opts)
+	e.node = e.start(e.opts, prev)
 }
 
 func (e *env) ctx() context.Context {

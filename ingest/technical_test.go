@@ -327,3 +327,27 @@ func TestDataStaleIgnoresManualValues(t *testing.T) {
 		})
 	}
 }
+
+// TestOfflineAcrossRestart: a device offline before a restart is still offline after it: its
+// alert goes on (acknowledged, escalation level kept) instead of resolving once the restart's
+// grace period makes it look fresh, then being raised again. With an offline delay longer
+// than the clear delay, that used to happen.
+func TestOfflineAcrossRestart(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.DeviceOfflineAfter, o.ClearDelay = time.Minute, 10*time.Second })
+	e.admit(pat, nil)
+	e.assign(dev, pat)
+	e.assign("mon2", pat)
+	e.tickAt(time.Minute + time.Millisecond)
+	a := e.mustOpen(pat, KindDeviceOffline)
+	if _, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", ""); err != nil {
+		t.Fatalf("Acknowledge: %v", err)
+	}
+	e.at(70 * time.Second)
+	e.restart(nil)
+	e.tickAt(90 * time.Second)
+	e.tickAt(105 * time.Second) // past the clear delay, within the grace period
+	got := e.mustOpen(pat, KindDeviceOffline)
+	if got.ID != a.ID || got.State != store.StateAcknowledged {
+		t.Errorf("after the restart: device_offline %s %s; want %s still acknowledged", got.ID, got.State, a.ID)
+	}
+}

@@ -149,6 +149,9 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		if w.opts.Shared {
 			continue
 		}
+		if d.Unclean || now.UnixMilli()-d.LastSeen > w.opts.DeviceOfflineAfter.Milliseconds() {
+			continue // offline before the restart: still offline (its alert goes on)
+		}
 		// Connections did not survive the restart; give devices the offline delay to come back.
 		pt.devices[id] = &device{LastSeen: max(d.LastSeen, now.UnixMilli())}
 	}
@@ -190,8 +193,9 @@ func (w *worker) replay(ctx context.Context, pt *patient, from time.Time) error 
 const jobDeadline = 30 * time.Second
 
 // seedDevices gives the worker's patients the devices assigned to them when the pipeline
-// starts, as a devAssigned job would (the offline delay starts now), and forgets devices the
-// saved state still lists but the registry no longer assigns to them. Called by Start before
+// starts that their saved state does not list, as a devAssigned job would (the offline delay
+// starts now), and forgets devices the saved state still lists but the registry no longer
+// assigns to them. Called by Start before
 // the worker runs.
 func (w *worker) seedDevices(assigned map[key][]string) {
 	ms := w.opts.Now().UnixMilli()
@@ -204,7 +208,9 @@ func (w *worker) seedDevices(assigned map[key][]string) {
 			}
 		}
 		for _, id := range assigned[k] {
-			w.device(pt, id, devAssigned, ms)
+			if pt.devices[id] == nil { // the saved state's devices were set by load
+				w.device(pt, id, devAssigned, ms)
+			}
 		}
 	}
 }
