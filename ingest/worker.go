@@ -98,6 +98,9 @@ func (w *worker) run() {
 	defer tick.Stop()
 	snap := time.NewTicker(w.opts.SnapshotEvery)
 	defer snap.Stop()
+	// One evaluation at once: the retained risks go out again (the broker does not keep them
+	// across a restart) and timers that fell due while stopped run.
+	w.tick()
 	for {
 		select {
 		case j := <-w.in:
