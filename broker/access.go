@@ -58,6 +58,7 @@ type session struct {
 	principal Principal
 	timer     *time.Timer // browser: disconnects at token expiry
 	expired   atomic.Bool
+	revoked   atomic.Bool // browser: the user was deleted; the session gets nothing more
 
 	// Token bucket for the device's publishes. Only the client's read goroutine touches it.
 	tokens float64
@@ -231,6 +232,7 @@ func (a *access) expire(s *session) {
 // at 0, mochi neither holds messages back nor takes that path; sendConn holds them instead.
 // This runs before the session is inherited, which would reset mochi's quota from it.
 func (a *access) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	a.dropRevoked(cl.ID)
 	sc, ok := cl.Net.Conn.(*sendConn)
 	if !ok {
 		return
@@ -301,12 +303,62 @@ func (a *access) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 }
 
 // grant is what a persistent session may receive while its client is away: the rights of its
-// last connection. It is kept in the broker state, so that it outlives a restart.
+// last connection. It is kept in the broker state, so that it outlives a restart. Revoked: the
+// user was deleted; the session receives nothing and is never taken over.
 type grant struct {
 	Kind      kind      `json:"kind"`
 	Hospital  string    `json:"hospital,omitempty"`
 	Device    string    `json:"device,omitempty"`
 	Principal Principal `json:"principal"`
+	Revoked   bool      `json:"revoked,omitempty"`
+}
+
+// revokeUser marks every session of a deleted user, connected or away (persistent), as revoked
+// and returns the connected ones, for the caller to disconnect. A revoked session receives
+// nothing more, and a later connection with its client ID (a new user of the same name, say)
+// starts afresh instead of taking it over with what it holds.
+func (a *access) revokeUser(username string) []*session {
+	revoke := func(id string, s *session) {
+		s.revoked.Store(true)
+		if a.b.persist != nil {
+			a.b.persist.set(grantKey(id), grant{Kind: s.kind, Principal: s.principal, Revoked: true})
+		}
+	}
+	for _, cl := range a.b.server.Clients.GetAll() {
+		if !cl.Closed() || !persistent(cl) {
+			continue
+		}
+		if s := a.awaySession(cl); s != nil && s.kind == kindBrowser && s.principal.Subject == username {
+			revoke(cl.ID, s)
+		}
+	}
+	live := a.sessionsOf(username)
+	for _, s := range live {
+		revoke(s.client.ID, s)
+	}
+	return live
+}
+
+// dropRevoked ends the revoked session a new connection with client ID id would otherwise
+// take over (called before mochi looks for one to inherit): its subscriptions, its messages
+// in flight and its broker state go.
+func (a *access) dropRevoked(id string) {
+	old, ok := a.b.server.Clients.Get(id)
+	if !ok || !old.Closed() || !persistent(old) {
+		return
+	}
+	s := a.awaySession(old)
+	if s == nil || !s.revoked.Load() {
+		return
+	}
+	a.b.server.UnsubscribeClient(old)
+	old.ClearInflights()
+	a.b.server.Clients.Delete(id)
+	a.away.Delete(id)
+	if a.b.persist != nil {
+		a.b.persist.OnClientExpired(old)
+	}
+	a.b.log.Info("revoked session dropped", "client", id, "user", s.principal.Subject)
 }
 
 // awaySession returns the session of a persistent client that is not connected, from memory or,
@@ -319,7 +371,9 @@ func (a *access) awaySession(cl *mqtt.Client) *session {
 	if a.b.persist == nil || !a.b.persist.get(grantKey(cl.ID), &g) {
 		return nil
 	}
-	v, _ := a.away.LoadOrStore(cl.ID, &session{client: cl, kind: g.Kind, hospital: g.Hospital, device: g.Device, principal: g.Principal})
+	fresh := &session{client: cl, kind: g.Kind, hospital: g.Hospital, device: g.Device, principal: g.Principal}
+	fresh.revoked.Store(g.Revoked)
+	v, _ := a.away.LoadOrStore(cl.ID, fresh)
 	return v.(*session)
 }
 
@@ -339,6 +393,10 @@ func (a *access) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	if s == nil {
 		a.refuse(cl, "no_session", topic)
+		return false
+	}
+	if s.revoked.Load() {
+		a.b.stats.refused("session_revoked") // counted, not logged: one line per message
 		return false
 	}
 	switch s.kind {

@@ -346,9 +346,10 @@ func (b *Broker) DisconnectDevice(id string) {
 	}
 }
 
-// DisconnectUser closes every connection of a user (deleted).
+// DisconnectUser closes every connection of a user (deleted) and revokes their persistent
+// sessions: they receive nothing more, and nobody takes them over.
 func (b *Broker) DisconnectUser(username string) {
-	for _, s := range b.access.sessionsOf(username) {
+	for _, s := range b.access.revokeUser(username) {
 		b.log.Info("disconnecting user", "user", username, "client", s.client.ID)
 		_ = b.server.DisconnectClient(s.client, packets.ErrNotAuthorized)
 	}

@@ -399,3 +399,40 @@ func TestWillRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedUserSessionRevoked: a deleted user's persistent session receives nothing more, and
+// a new user of the same name connecting with its client ID starts afresh. (The session used
+// to keep queueing the old user's hospital for a day, and the newcomer took it over.)
+func TestDeletedUserSessionRevoked(t *testing.T) {
+	h := newHarness(t)
+	h.admit("h1", "p1")
+	secret := h.device("h1", "mon-1", "p1")
+	old, _ := h.connectPersistent(t, "web-alice", h.user("alice", "nurse", "h1"), true)
+	old.mustSubscribe("hospital/h1/patient/+/risk")
+	old.close() // away: the session stays, with its subscription
+	h.must(204, "DELETE", "/api/v1/users/alice", h.admin, nil)
+
+	revoked := `vigil_mqtt_refusals_total{reason="session_revoked"}`
+	before := h.metricSum(t, revoked)
+	dev := h.mustConnect("mon-1", "mon-1", []byte(secret))
+	if code := dev.publishCode("hospital/h1/patient/p1/vitals", `{"hr":130,"rr":26}`); code != 0 {
+		t.Fatalf("sample refused: 0x%02x", code)
+	}
+	for deadline := time.Now().Add(5 * time.Second); h.metricSum(t, revoked) == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the risk_updated for the deleted user's session was not refused")
+		}
+	}
+
+	// Tokens carry whole seconds: the new user is created in a later second than the old one.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	c, ca := h.connectPersistent(t, "web-alice", h.user("alice", "viewer", "h2"), false)
+	if ca.SessionPresent {
+		t.Error("the new alice took over the deleted user's session (session present)")
+	}
+	select {
+	case m := <-c.msgs:
+		t.Errorf("the new alice received %s from the deleted user's session", m.Topic)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
