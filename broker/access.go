@@ -28,7 +28,17 @@ type access struct {
 	stop     chan struct{}
 	// samples gives each device PUBLISH its deadline for becoming durable (sampleDeadline).
 	samples *deadline.Shared
+	// stuck: client ID -> when it was disconnected for not acknowledging (inflight_stuck).
+	// Publishers do not wait for such a client again (see awaitRoom) until it acknowledges
+	// something or stuckMemory passes.
+	stuck sync.Map
 }
+
+// stuckMemory is how long a client disconnected for not acknowledging is not waited for. A
+// persistent session comes back with all it left unacknowledged, at the limit at once: waiting
+// for it again would stall its publishers (ingest workers that serve other hospitals too) a
+// second per reconnection.
+const stuckMemory = time.Minute
 
 // sampleDeadline bounds how long a device's PUBLISH waits to become durable before it is
 // refused (0x80): the store or the ingest workers are stuck. Shared contexts (one per
@@ -255,6 +265,9 @@ func (a *access) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) 
 	}
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
 		sc.acked()
+		if sc.wasStuck.Load() && sc.wasStuck.Swap(false) {
+			a.stuck.Delete(cl.ID) // it acknowledges again: waited for as any client
+		}
 	}
 }
 
@@ -265,6 +278,13 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
 		sc.setClient(cl.ID)
+		if at, ok := a.stuck.Load(cl.ID); ok {
+			if time.Since(at.(time.Time)) < stuckMemory {
+				sc.wasStuck.Store(true)
+			} else {
+				a.stuck.Delete(cl.ID)
+			}
+		}
 	}
 	a.away.Delete(cl.ID)
 	if a.b.persist != nil && persistent(cl) {
@@ -619,6 +639,13 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool, inflight in
 	if !q && !f {
 		return
 	}
+	if f && sc.wasStuck.Load() {
+		// Back from being disconnected as stuck, still at the limit, no acknowledgement since:
+		// not waited for again.
+		sc.queued.Add(1)
+		a.dropped(cl, "inflight_stuck", "")
+		return
+	}
 	if q {
 		a.b.stats.queueWaits.Add(1)
 	}
@@ -645,6 +672,7 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool, inflight in
 				sc.queued.Store(1) // whatever the count said, let mochi decide
 			} else {
 				sc.queued.Add(1)
+				a.stuck.Store(cl.ID, time.Now())
 				a.dropped(cl, "inflight_stuck", "")
 			}
 			return
@@ -695,6 +723,12 @@ func (a *access) watch() {
 				cl.Stop(packets.ErrServerBusy)
 			}
 		}
+		a.stuck.Range(func(id, at any) bool {
+			if time.Since(at.(time.Time)) >= stuckMemory {
+				a.stuck.Delete(id)
+			}
+			return true
+		})
 	}
 }
 

@@ -629,6 +629,14 @@ type rawClient struct {
 // is left to read).
 func dialRaw(t *testing.T, br *Broker, jwt, id string, props *packets.Properties, filter string) *rawClient {
 	t.Helper()
+	c, _ := connectRaw(t, br, jwt, id, props, true)
+	c.send(&packets.Subscribe{PacketID: 1, Subscriptions: []packets.SubOptions{{Topic: filter, QoS: 1}}})
+	return c
+}
+
+// connectRaw connects a raw client with the JWT; it returns the CONNACK.
+func connectRaw(t *testing.T, br *Broker, jwt, id string, props *packets.Properties, cleanStart bool) (*rawClient, *packets.Connack) {
+	t.Helper()
 	conn, err := net.Dial("tcp", br.Addr("tcp"))
 	if err != nil {
 		t.Fatal(err)
@@ -638,13 +646,13 @@ func dialRaw(t *testing.T, br *Broker, jwt, id string, props *packets.Properties
 	if props == nil {
 		props = &packets.Properties{}
 	}
-	c.send(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, KeepAlive: 30, CleanStart: true, ClientID: id,
+	c.send(&packets.Connect{ProtocolName: "MQTT", ProtocolVersion: 5, KeepAlive: 30, CleanStart: cleanStart, ClientID: id,
 		Password: []byte(jwt), PasswordFlag: true, Properties: props})
-	if cp, err := c.read(5 * time.Second); err != nil || cp.Type != packets.CONNACK || cp.Content.(*packets.Connack).ReasonCode != 0 {
+	cp, err := c.read(5 * time.Second)
+	if err != nil || cp.Type != packets.CONNACK || cp.Content.(*packets.Connack).ReasonCode != 0 {
 		t.Fatalf("CONNACK: %v %v", cp, err)
 	}
-	c.send(&packets.Subscribe{PacketID: 1, Subscriptions: []packets.SubOptions{{Topic: filter, QoS: 1}}})
-	return c
+	return c, cp.Content.(*packets.Connack)
 }
 
 func (c *rawClient) read(wait time.Duration) (*packets.ControlPacket, error) {
@@ -658,5 +666,96 @@ func (c *rawClient) send(cp interface {
 	c.t.Helper()
 	if _, err := cp.WriteTo(c.conn); err != nil {
 		c.t.Fatal(err)
+	}
+}
+
+// TestStuckSubscriberNotWaitedForAgain: a persistent session disconnected for not
+// acknowledging comes back with everything it left unacknowledged, at the limit at once.
+// Publishers do not wait a second for it again (a reconnecting client that never acknowledges
+// would stall them, ingest workers serving other hospitals, a second per reconnection); once
+// it acknowledges, it is waited for like any client.
+func TestStuckSubscriberNotWaitedForAgain(t *testing.T) {
+	br, _, jwt := testBroker(t, func(o *Options) { o.MaxInflight = 16 }) // publishers wait at 12
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const filter, topic = "hospital/h1/patient/+/risk", "hospital/h1/patient/p1/risk"
+	expiry := uint32(3600)
+	session := &packets.Properties{SessionExpiryInterval: &expiry}
+	c, _ := connectRaw(t, br, jwt, "web-stuck", session, true)
+	c.send(&packets.Subscribe{PacketID: 1, Subscriptions: []packets.SubOptions{{Topic: filter, QoS: 1}}})
+	if cp, err := c.read(5 * time.Second); err != nil || cp.Type != packets.SUBACK {
+		t.Fatalf("SUBACK: %v %v", cp, err)
+	}
+	publish := func() {
+		t.Helper()
+		if err := br.Publish(ctx, topic, []byte("x"), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() (waits int64, stuck int64) {
+		return br.stats.inflightWaits.Load(), br.stats.snapshot(br.server).Drops["inflight_stuck"]
+	}
+	for range 13 { // the 13th waits for the first 12, a second, then the client goes
+		publish()
+	}
+	if w, s := counts(); w != 1 || s != 1 {
+		t.Fatalf("first time: %d waits, %d stuck; want 1 and 1", w, s)
+	}
+	waitClosed(t, br, "web-stuck")
+
+	// Back, still not acknowledging: not waited for again.
+	c, ack := connectRaw(t, br, jwt, "web-stuck", session, false)
+	if !ack.SessionPresent {
+		t.Fatal("session not present on reconnecting")
+	}
+	publish()
+	if w, s := counts(); w != 1 || s != 2 {
+		t.Fatalf("back, still stuck: %d waits, %d stuck; want still 1 wait, 2 stuck", w, s)
+	}
+	waitClosed(t, br, "web-stuck")
+
+	// Back, and acknowledging one message: waited for like any client again.
+	c, _ = connectRaw(t, br, jwt, "web-stuck", session, false)
+	var resent []uint16
+	for len(resent) < 13 {
+		cp, err := c.read(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d resent messages: %v", len(resent), err)
+		}
+		if cp.Type == packets.PUBLISH {
+			resent = append(resent, cp.Content.(*packets.Publish).PacketID)
+		}
+	}
+	cl, _ := br.server.Clients.Get("web-stuck")
+	before := cl.State.Inflight.Len()
+	c.send(&packets.Puback{PacketID: resent[0]})
+	for deadline := time.Now().Add(5 * time.Second); cl.State.Inflight.Len() == before; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the acknowledgement was not taken")
+		}
+	}
+	published := make(chan struct{})
+	go func() { defer close(published); publish() }() // still at the limit: waits
+	for deadline := time.Now().Add(5 * time.Second); br.stats.inflightWaits.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the publisher did not wait for a client that acknowledges again")
+		}
+	}
+	for _, id := range resent[1:] {
+		c.send(&packets.Puback{PacketID: id})
+	}
+	<-published
+	if _, s := counts(); s != 2 || !br.Connected("web-stuck") {
+		t.Errorf("after acknowledging: %d stuck, connected %v; want still 2, connected", s, br.Connected("web-stuck"))
+	}
+}
+
+// waitClosed waits until the client with this ID is no longer connected.
+func waitClosed(t *testing.T, br *Broker, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); br.Connected(id); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still connected", id)
+		}
 	}
 }

@@ -38,9 +38,12 @@ type sendConn struct {
 	// below the wait limit, and an acknowledgement closes too; waiting tells them that someone
 	// sleeps there.
 	waiting atomic.Bool
-	roomMu  sync.Mutex
-	room    chan struct{}
-	done    chan struct{} // closed by Close: nobody need wait for room any more
+	// wasStuck: the client was disconnected lately for not acknowledging, and has not
+	// acknowledged anything on this connection yet (see access.stuck).
+	wasStuck atomic.Bool
+	roomMu   sync.Mutex
+	room     chan struct{}
+	done     chan struct{} // closed by Close: nobody need wait for room any more
 
 	mu      sync.Mutex
 	buf     []byte // unsent bytes
