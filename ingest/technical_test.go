@@ -351,3 +351,23 @@ func TestOfflineAcrossRestart(t *testing.T) {
 		t.Errorf("after the restart: device_offline %s %s; want %s still acknowledged", got.ID, got.State, a.ID)
 	}
 }
+
+// TestRestartGraceAfterLongStop: devices online when Vigil stopped get the offline delay to
+// come back however long it was stopped; judging them against the restart time would raise
+// device_offline for every monitored patient at once.
+func TestRestartGraceAfterLongStop(t *testing.T) {
+	e := newEnv(t, nil)
+	e.admit(pat, nil)
+	e.assign(dev, pat)
+	e.connect(dev)
+	e.mustSubmit(pat, lowSample)
+	e.at(10 * time.Second)
+	e.mustSubmit(pat, lowSample)
+	e.restart(func() { e.at(10 * time.Minute) }) // stopped for almost ten minutes
+	e.tickAt(10*time.Minute + 29*time.Second)
+	if a := e.open(pat, KindDeviceOffline); a != nil {
+		t.Fatalf("29 s after a restart: %q; want the device given the offline delay to come back", a.Message)
+	}
+	e.tickAt(10*time.Minute + 30*time.Second + time.Millisecond)
+	e.mustOpen(pat, KindDeviceOffline)
+}

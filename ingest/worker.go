@@ -129,6 +129,7 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
 	now := w.opts.Now()
 	from := now.Add(-12 * time.Hour)
+	savedAt := now.UnixMilli() // when the saved state was true
 	st, err := w.st.GetPatientState(ctx, rec.Hospital, rec.ID)
 	switch {
 	case err == nil:
@@ -138,6 +139,7 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		} else {
 			pt.version = st.Version
 			from = time.UnixMilli(saved).Add(-time.Second)
+			savedAt = saved
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		return err
@@ -152,8 +154,8 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		if w.opts.Shared {
 			continue
 		}
-		if d.Unclean || now.UnixMilli()-d.LastSeen > w.opts.DeviceOfflineAfter.Milliseconds() {
-			continue // offline before the restart: still offline (its alert goes on)
+		if d.Unclean || savedAt-d.LastSeen > w.opts.DeviceOfflineAfter.Milliseconds() {
+			continue // offline when the state was saved: still offline (its alert goes on)
 		}
 		// Connections did not survive the restart; give devices the offline delay to come back.
 		pt.devices[id] = &device{LastSeen: max(d.LastSeen, now.UnixMilli())}
