@@ -48,6 +48,9 @@ func alertNotFound(h, id string) error {
 // once acknowledged), escalate when unacknowledged past the timeout.
 func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk news2.Risk, verdicts map[string]verdict) {
 	ms := now.UnixMilli()
+	if pt.recheck {
+		w.reloadAlerts(ctx, pt) // announces an alert a failed raise stored all the same
+	}
 	if len(pt.duplicates) > 0 {
 		w.resolveDuplicates(ctx, pt, now)
 	}
@@ -115,19 +118,27 @@ func (c *condition) suppresses(p string) bool {
 }
 
 // resolveDuplicates resolves the open alerts that double one of the patient's open alerts
-// (see patient.duplicates); a failure leaves them for the next evaluation.
+// (see patient.duplicates). A failure leaves one for the next evaluation; a reload meanwhile
+// (a conflict) brings the store's list instead.
 func (w *worker) resolveDuplicates(ctx context.Context, pt *patient, now time.Time) {
-	left := pt.duplicates[:0]
-	for _, d := range pt.duplicates {
+	list, gen := pt.duplicates, pt.reloads
+	pt.duplicates = nil
+	for _, d := range list {
+		if pt.reloads != gen {
+			return
+		}
+		if d.State == store.StateResolved {
+			continue // resolved by hand meanwhile
+		}
+		keep := pt.open[d.Kind]
 		note := "duplicate"
-		if keep := pt.open[d.Kind]; keep != nil {
+		if keep != nil {
 			note = "duplicate of alert " + keep.ID
 		}
-		if !w.resolve(ctx, pt, d, SystemActor, note, now) {
-			left = append(left, d)
+		if !w.resolve(ctx, pt, d, SystemActor, note, now) && pt.reloads == gen {
+			pt.duplicates = append(pt.duplicates, d)
 		}
 	}
-	pt.duplicates = left
 }
 
 func riskJSON(r news2.Risk) json.RawMessage { return r.AppendJSON(make([]byte, 0, 192)) }
@@ -143,13 +154,11 @@ func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict,
 	now = store.Millis(now)
 	if pt.recheck {
 		// An earlier raise failed; its write may have reached the store all the same (a
-		// timeout after the insert). Such an alert is taken on and announced, not doubled.
+		// timeout after the insert). Such an alert is taken on (and announced), not doubled.
 		if !w.reloadAlerts(ctx, pt) {
 			return false
 		}
-		pt.recheck = false
-		if a := pt.open[kind]; a != nil {
-			w.publishAlert(ctx, a, ActionRaised)
+		if pt.open[kind] != nil {
 			return true
 		}
 	}
@@ -227,11 +236,12 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 		}
 		return false
 	}
-	if b.State == store.StateResolved {
-		if cur := pt.open[b.Kind]; cur != nil && cur.ID == b.ID {
-			delete(pt.open, b.Kind)
-		}
-	} else {
+	switch cur := pt.open[b.Kind]; {
+	case cur != nil && cur.ID != b.ID:
+		// A duplicate (see patient.duplicates): changed in place through old, below.
+	case b.State == store.StateResolved:
+		delete(pt.open, b.Kind)
+	default:
 		pt.open[b.Kind] = b
 	}
 	*old = *b // callers holding the pointer see the new state
@@ -252,14 +262,35 @@ func (w *worker) fail(action string, pt *patient, kind string, err error) {
 	w.log.Error("alert change not stored; will retry", "action", action, "hospital", pt.h, "patient", pt.p, "kind", kind, "err", err)
 }
 
-// reloadAlerts reads the patient's open alerts from the store; false if that failed.
+// reloadAlerts reads the patient's open alerts from the store; false if that failed. After a
+// failed raise (recheck), an active alert it did not know is one that raise stored all the
+// same: it is announced now.
 func (w *worker) reloadAlerts(ctx context.Context, pt *patient) bool {
 	open, err := w.st.OpenAlerts(ctx, pt.h, pt.p)
 	if err != nil {
 		w.log.Error("reloading alerts failed", "hospital", pt.h, "patient", pt.p, "err", err)
 		return false
 	}
+	var known map[string]bool
+	if pt.recheck {
+		known = map[string]bool{}
+		for _, a := range pt.open {
+			known[a.ID] = true
+		}
+		for _, a := range pt.duplicates {
+			known[a.ID] = true
+		}
+	}
 	pt.setOpen(open)
+	if pt.recheck {
+		pt.recheck = false
+		for _, a := range pt.open {
+			if !known[a.ID] && a.State == store.StateActive {
+				pt.notePeak(a)
+				w.publishAlert(ctx, a, ActionRaised)
+			}
+		}
+	}
 	return true
 }
 

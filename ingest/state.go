@@ -70,9 +70,11 @@ type patient struct {
 	open map[string]*store.Alert // open alerts by kind
 	// duplicates are further open alerts of a kind that has one in open (a raise whose store
 	// write failed ambiguously, or two processes raising at once in shared mode): the next
-	// evaluation resolves them. recheck: a raise failed, so the store may hold an open alert
-	// nobody has announced; the next raise of the patient looks first.
+	// evaluation resolves them. reloads counts setOpen calls. recheck: a raise failed, so the
+	// store may hold an open alert nobody has announced; the next evaluation reloads them and
+	// announces those it did not know.
 	duplicates []*store.Alert
+	reloads    int
 	recheck    bool
 
 	risk      news2.Risk // last published
@@ -91,6 +93,7 @@ func newPatient(h, p string) *patient {
 // others as duplicates.
 func (pt *patient) setOpen(open []store.Alert) {
 	pt.open, pt.duplicates = map[string]*store.Alert{}, nil
+	pt.reloads++
 	for i := range open {
 		a := &open[i]
 		cur := pt.open[a.Kind]
@@ -102,6 +105,16 @@ func (pt *patient) setOpen(open []store.Alert) {
 			pt.open[a.Kind], a = a, cur
 		}
 		pt.duplicates = append(pt.duplicates, a)
+	}
+}
+
+// notePeak records the worst reading an open alert has reported (NEWS2: its score), so that
+// only a worse one updates it.
+func (pt *patient) notePeak(a *store.Alert) {
+	var r news2.Risk
+	if a.Kind == KindNEWS2 && r.UnmarshalJSON(a.Risk) == nil {
+		c := pt.cond(a.Kind)
+		c.Peak = max(c.Peak, float64(r.Score))
 	}
 }
 

@@ -355,8 +355,8 @@ func TestRaiseStoredDespiteError(t *testing.T) {
 		t.Fatalf("OpenAlerts = %d alerts, %v; want the one stored", len(open), err)
 	}
 	evs := onTopic(e.events(), alertsTopic)
-	if len(evs) != 1 || evs[0].alert(t).Action != ActionRaised || evs[0].alert(t).Alert.ID != open[0].ID {
-		t.Errorf("alert events %+v; want one raised for %s", evs, open[0].ID)
+	if acts := alertActions(t, evs, alertsTopic); len(acts) != 1 || acts[0] != ActionRaised || evs[0].alert(t).Alert.ID != open[0].ID {
+		t.Errorf("alert events %v; want one raised for %s", acts, open[0].ID)
 	}
 }
 
@@ -388,5 +388,110 @@ func TestDuplicateOpenAlertsResolved(t *testing.T) {
 	last := got.History[len(got.History)-1]
 	if got.State != store.StateResolved || got.ResolvedBy != SystemActor || last.Note != "duplicate of alert "+first.ID {
 		t.Errorf("duplicate: %s by %q, note %q; want resolved by vigil as a duplicate of %s", got.State, got.ResolvedBy, last.Note, first.ID)
+	}
+}
+
+// withDuplicate raises a NEWS2 alert, stores a second open one of the kind behind the
+// pipeline's back and restarts (shared mode: the next job reloads them), so the pipeline holds
+// the first as the patient's alert and the second as its duplicate. It returns both.
+func withDuplicate(t *testing.T, e *env) (kept, dup store.Alert) {
+	t.Helper()
+	e.admit(pat, nil)
+	e.mustSubmit(pat, highSample)
+	e.tickAt(0)
+	kept = e.mustOpen(pat, KindNEWS2)
+	dup = kept
+	dup.ID, dup.RaisedAt, dup.Version, dup.History = kept.ID+"x", kept.RaisedAt.Add(time.Second), 1, kept.History[:1]
+	if err := e.db.CreateAlert(e.ctx(), dup); err != nil {
+		t.Fatal(err)
+	}
+	if !e.opts.Shared {
+		e.restart(nil)
+	}
+	return kept, dup
+}
+
+// TestActOnDuplicate: acknowledging or resolving the duplicate by hand (in shared mode every
+// job reloads the open alerts, so a duplicate can be acted on before an evaluation resolves
+// it) neither displaces the patient's alert (which used to leave it open in the store for
+// good, and raise a third) nor gets it resolved twice.
+func TestActOnDuplicate(t *testing.T) {
+	for _, act := range []string{"acknowledge", "resolve"} {
+		t.Run(act, func(t *testing.T) {
+			e := newEnv(t, func(o *Options) { o.Shared = true })
+			kept, dup := withDuplicate(t, e)
+			e.at(2 * time.Second)
+			var err error
+			if act == "acknowledge" {
+				_, err = e.p.Acknowledge(e.ctx(), hosp, dup.ID, "nurse1", "")
+			} else {
+				_, err = e.p.Resolve(e.ctx(), hosp, dup.ID, "nurse1", "")
+			}
+			if err != nil {
+				t.Fatalf("%s the duplicate: %v", act, err)
+			}
+			e.at(3 * time.Second)
+			e.mustSubmit(pat, highSample)
+			e.tickAt(4 * time.Second)
+			open, err := e.db.OpenAlerts(e.ctx(), hosp, pat)
+			if err != nil || len(open) != 1 || open[0].ID != kept.ID {
+				t.Fatalf("open alerts %d (%v); want only %s", len(open), err, kept.ID)
+			}
+			if got := e.mustOpen(pat, KindNEWS2); got.ID != kept.ID {
+				t.Errorf("the pipeline's NEWS2 alert is %s; want %s", got.ID, kept.ID)
+			}
+			got := e.alert(dup.ID)
+			resolved := 0
+			for _, ev := range got.History {
+				if ev.Action == ActionResolved {
+					resolved++
+				}
+			}
+			if got.State != store.StateResolved || resolved != 1 {
+				t.Errorf("duplicate %s with %d resolved events; want resolved once", got.State, resolved)
+			}
+			if act == "resolve" && got.ResolvedBy != "nurse1" {
+				t.Errorf("duplicate resolved by %q; want nurse1 (by hand, not again by vigil)", got.ResolvedBy)
+			}
+		})
+	}
+}
+
+// TestDischargeResolvesDuplicates: a discharge resolves the duplicates too (the patient is
+// forgotten after it: an open duplicate would stay open for good). Shared mode: the discharge
+// job itself reloads the duplicate.
+func TestDischargeResolvesDuplicates(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	kept, dup := withDuplicate(t, e)
+	if err := e.p.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	for _, id := range []string{kept.ID, dup.ID} {
+		if got := e.alert(id); got.State != store.StateResolved {
+			t.Errorf("alert %s after the discharge: %s; want resolved", id, got.State)
+		}
+	}
+}
+
+// TestRaiseStoredDespiteErrorThenClear: the alert a failed raise stored all the same is
+// announced, and then resolved, even when the condition clears before any other raise.
+func TestRaiseStoredDespiteErrorThenClear(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ClearDelay = 10 * time.Second })
+	fs := startFailing(e)
+	e.admit(pat, nil)
+	fs.lostAck.Store(true)
+	e.mustSubmit(pat, mediumSample)
+	e.at(time.Second)
+	e.mustSubmit(pat, normalSample) // clear: no raise to look again
+	open, err := e.db.OpenAlerts(e.ctx(), hosp, pat)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("OpenAlerts = %d, %v; want the one stored despite the error", len(open), err)
+	}
+	if acts := alertActions(t, e.events(), alertsTopic); len(acts) != 1 || acts[0] != ActionRaised {
+		t.Errorf("alert events %v; want it announced (raised)", acts)
+	}
+	e.tickAt(12 * time.Second)
+	if got := e.alert(open[0].ID); got.State != store.StateResolved {
+		t.Errorf("after the clear delay: %s; want resolved", got.State)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -162,13 +163,9 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	}
 	pt.setOpen(open)
 	for _, a := range pt.open {
-		// The worst reading an open alert has reported, so a restart does not report it again
-		// as an update (the snapshot may be older than the alert's last change).
-		var r news2.Risk
-		if a.Kind == KindNEWS2 && r.UnmarshalJSON(a.Risk) == nil {
-			c := pt.cond(a.Kind)
-			c.Peak = max(c.Peak, float64(r.Score))
-		}
+		// So a restart does not report the alert's reading again as an update (the snapshot
+		// may be older than the alert's last change).
+		pt.notePeak(a)
 	}
 	pt.published = false // republish the risk on the first evaluation
 	pt.loaded = true
@@ -316,7 +313,10 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		}
 		r.alert = a
 	case jobDischarge:
-		for _, a := range pt.open {
+		for _, a := range append(slices.Collect(maps.Values(pt.open)), pt.duplicates...) {
+			if a.State == store.StateResolved {
+				continue
+			}
 			if !w.resolve(ctx, pt, a, j.actor, "patient discharged", now) {
 				// Forgetting the patient now would leave the alert open for good, with
 				// nobody to escalate or resolve it: the patient stays admitted.
