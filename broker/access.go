@@ -37,7 +37,8 @@ type access struct {
 // stuckMemory is how long a client disconnected for not acknowledging is not waited for. A
 // persistent session comes back with all it left unacknowledged, at the limit at once: waiting
 // for it again would stall its publishers (ingest workers that serve other hospitals too) a
-// second per reconnection.
+// second per reconnection. (It has maxRoomWait to acknowledge something before it is cut off
+// again: the limit leaves a quarter of --max-inflight for that.)
 const stuckMemory = time.Minute
 
 // sampleDeadline bounds how long a device's PUBLISH waits to become durable before it is
@@ -265,7 +266,7 @@ func (a *access) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) 
 	}
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
 		sc.acked()
-		if sc.wasStuck.Load() && sc.wasStuck.Swap(false) {
+		if sc.wasStuck.Load() != 0 && sc.wasStuck.Swap(0) != 0 {
 			a.stuck.Delete(cl.ID) // it acknowledges again: waited for as any client
 		}
 	}
@@ -277,18 +278,18 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
-		sc.setClient(cl.ID)
 		if at, ok := a.stuck.Load(cl.ID); ok {
 			if time.Since(at.(time.Time)) < stuckMemory {
-				sc.wasStuck.Store(true)
+				sc.wasStuck.Store(time.Now().UnixNano())
 			} else {
 				a.stuck.Delete(cl.ID)
 			}
 		}
+		sc.setClient(cl.ID)
 	}
 	a.away.Delete(cl.ID)
 	if a.b.persist != nil && persistent(cl) {
-		a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal})
+		a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal, Revoked: s.revoked.Load()})
 	}
 	switch s.kind {
 	case kindDevice:
@@ -338,10 +339,10 @@ type grant struct {
 // nothing more, and a later connection with its client ID (a new user of the same name, say)
 // starts afresh instead of taking it over with what it holds.
 func (a *access) revokeUser(username string) []*session {
-	revoke := func(id string, s *session) {
+	revoke := func(cl *mqtt.Client, s *session) {
 		s.revoked.Store(true)
-		if a.b.persist != nil {
-			a.b.persist.set(grantKey(id), grant{Kind: s.kind, Principal: s.principal, Revoked: true})
+		if a.b.persist != nil && persistent(cl) {
+			a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Principal: s.principal, Revoked: true})
 		}
 	}
 	for _, cl := range a.b.server.Clients.GetAll() {
@@ -349,12 +350,13 @@ func (a *access) revokeUser(username string) []*session {
 			continue
 		}
 		if s := a.awaySession(cl); s != nil && s.kind == kindBrowser && s.principal.Subject == username {
-			revoke(cl.ID, s)
+			revoke(cl, s)
+			a.b.server.UnsubscribeClient(cl) // nothing more is routed to it
 		}
 	}
 	live := a.sessionsOf(username)
 	for _, s := range live {
-		revoke(s.client.ID, s)
+		revoke(s.client, s)
 	}
 	return live
 }
@@ -639,11 +641,14 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool, inflight in
 	if !q && !f {
 		return
 	}
-	if f && sc.wasStuck.Load() {
-		// Back from being disconnected as stuck, still at the limit, no acknowledgement since:
-		// not waited for again.
+	if marked := sc.wasStuck.Load(); f && marked != 0 {
+		// Back from being disconnected as stuck, at the limit with what it left unacknowledged:
+		// not waited for. It has a second to acknowledge something (its first PUBACKs may wait
+		// for a busy server's CPU), meanwhile messages pass; then it is disconnected at once.
 		sc.queued.Add(1)
-		a.dropped(cl, "inflight_stuck", "")
+		if time.Since(time.Unix(0, marked)) >= maxRoomWait {
+			a.dropped(cl, "inflight_stuck", "")
+		}
 		return
 	}
 	if q {

@@ -352,6 +352,9 @@ func (b *Broker) DisconnectUser(username string) {
 	for _, s := range b.access.revokeUser(username) {
 		b.log.Info("disconnecting user", "user", username, "client", s.client.ID)
 		_ = b.server.DisconnectClient(s.client, packets.ErrNotAuthorized)
+		if persistent(s.client) {
+			b.server.UnsubscribeClient(s.client) // its session stays, revoked: nothing is routed to it
+		}
 	}
 }
 

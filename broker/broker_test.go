@@ -703,19 +703,27 @@ func TestStuckSubscriberNotWaitedForAgain(t *testing.T) {
 	}
 	waitClosed(t, br, "web-stuck")
 
-	// Back, still not acknowledging: not waited for again.
+	// Back, still not acknowledging: not waited for again. Its first second, messages pass (its
+	// first PUBACKs may be on their way); after that it is cut off at once.
 	c, ack := connectRaw(t, br, jwt, "web-stuck", session, false)
 	if !ack.SessionPresent {
 		t.Fatal("session not present on reconnecting")
 	}
+	established(t, br, "web-stuck")
+	publish()
+	if w, s := counts(); w != 1 || s != 1 || !br.Connected("web-stuck") {
+		t.Fatalf("back, in its first second: %d waits, %d stuck, connected %v; want still 1, 1, connected", w, s, br.Connected("web-stuck"))
+	}
+	time.Sleep(maxRoomWait)
 	publish()
 	if w, s := counts(); w != 1 || s != 2 {
-		t.Fatalf("back, still stuck: %d waits, %d stuck; want still 1 wait, 2 stuck", w, s)
+		t.Fatalf("back, a second without acknowledging: %d waits, %d stuck; want still 1 wait, 2 stuck", w, s)
 	}
 	waitClosed(t, br, "web-stuck")
 
 	// Back, and acknowledging one message: waited for like any client again.
 	c, _ = connectRaw(t, br, jwt, "web-stuck", session, false)
+	established(t, br, "web-stuck")
 	var resent []uint16
 	for len(resent) < 13 {
 		cp, err := c.read(5 * time.Second)
@@ -747,6 +755,22 @@ func TestStuckSubscriberNotWaitedForAgain(t *testing.T) {
 	<-published
 	if _, s := counts(); s != 2 || !br.Connected("web-stuck") {
 		t.Errorf("after acknowledging: %d stuck, connected %v; want still 2, connected", s, br.Connected("web-stuck"))
+	}
+}
+
+// established waits until the broker has set up the connection of client id
+// (OnSessionEstablished runs after mochi has sent the CONNACK; it names the send buffer last).
+func established(t *testing.T, br *Broker, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if cl, ok := br.server.Clients.Get(id); ok && !cl.Closed() {
+			if sc, ok := cl.Net.Conn.(*sendConn); ok && sc.client.Load() == id {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not established", id)
+		}
 	}
 }
 

@@ -38,9 +38,9 @@ type sendConn struct {
 	// below the wait limit, and an acknowledgement closes too; waiting tells them that someone
 	// sleeps there.
 	waiting atomic.Bool
-	// wasStuck: the client was disconnected lately for not acknowledging, and has not
-	// acknowledged anything on this connection yet (see access.stuck).
-	wasStuck atomic.Bool
+	// wasStuck: when this connection was found to be a client disconnected lately for not
+	// acknowledging (Unix ns; 0: it was not, or it has acknowledged since; see access.stuck).
+	wasStuck atomic.Int64
 	roomMu   sync.Mutex
 	room     chan struct{}
 	done     chan struct{} // closed by Close: nobody need wait for room any more
