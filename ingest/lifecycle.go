@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vigilhq/vigil/news2"
@@ -48,7 +49,7 @@ func alertNotFound(h, id string) error {
 // once acknowledged), escalate when unacknowledged past the timeout.
 func (w *worker) reconcile(ctx context.Context, pt *patient, now time.Time, risk news2.Risk, verdicts map[string]verdict) {
 	ms := now.UnixMilli()
-	if pt.recheck {
+	if len(pt.unsure) > 0 {
 		w.reloadAlerts(ctx, pt) // announces an alert a failed raise stored all the same
 	}
 	if len(pt.duplicates) > 0 {
@@ -131,6 +132,9 @@ func (w *worker) resolveDuplicates(ctx context.Context, pt *patient, now time.Ti
 			continue // resolved by hand meanwhile
 		}
 		keep := pt.open[d.Kind]
+		if keep != nil && keep.ID == d.ID {
+			continue // it took the place of its alert, gone meanwhile
+		}
 		note := "duplicate"
 		if keep != nil {
 			note = "duplicate of alert " + keep.ID
@@ -152,7 +156,7 @@ func event(a *store.Alert, action, actor, note string, now time.Time) store.Aler
 
 func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict, risk news2.Risk, now time.Time) bool {
 	now = store.Millis(now)
-	if pt.recheck {
+	if len(pt.unsure) > 0 {
 		// An earlier raise failed; its write may have reached the store all the same (a
 		// timeout after the insert). Such an alert is taken on (and announced), not doubled.
 		if !w.reloadAlerts(ctx, pt) {
@@ -173,7 +177,7 @@ func (w *worker) raise(ctx context.Context, pt *patient, kind string, v verdict,
 	a.History = []store.AlertEvent{event(a, ActionRaised, SystemActor, "", now)}
 	if err := w.st.CreateAlert(ctx, *a); err != nil {
 		w.fail("raise", pt, kind, err)
-		pt.recheck = true
+		pt.unsure = append(pt.unsure, a.ID)
 		return false
 	}
 	pt.open[kind] = a
@@ -243,6 +247,8 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 		delete(pt.open, b.Kind)
 	default:
 		pt.open[b.Kind] = b
+		// A duplicate whose alert has gone takes its place.
+		pt.duplicates = slices.DeleteFunc(pt.duplicates, func(d *store.Alert) bool { return d.ID == b.ID })
 	}
 	*old = *b // callers holding the pointer see the new state
 	w.m.alerts(action)
@@ -262,34 +268,23 @@ func (w *worker) fail(action string, pt *patient, kind string, err error) {
 	w.log.Error("alert change not stored; will retry", "action", action, "hospital", pt.h, "patient", pt.p, "kind", kind, "err", err)
 }
 
-// reloadAlerts reads the patient's open alerts from the store; false if that failed. After a
-// failed raise (recheck), an active alert it did not know is one that raise stored all the
-// same: it is announced now.
+// reloadAlerts reads the patient's open alerts from the store; false if that failed. An alert
+// a failed raise stored all the same (unsure) is announced now.
 func (w *worker) reloadAlerts(ctx context.Context, pt *patient) bool {
 	open, err := w.st.OpenAlerts(ctx, pt.h, pt.p)
 	if err != nil {
 		w.log.Error("reloading alerts failed", "hospital", pt.h, "patient", pt.p, "err", err)
 		return false
 	}
-	var known map[string]bool
-	if pt.recheck {
-		known = map[string]bool{}
-		for _, a := range pt.open {
-			known[a.ID] = true
-		}
-		for _, a := range pt.duplicates {
-			known[a.ID] = true
-		}
-	}
 	pt.setOpen(open)
-	if pt.recheck {
-		pt.recheck = false
+	if len(pt.unsure) > 0 {
 		for _, a := range pt.open {
-			if !known[a.ID] && a.State == store.StateActive {
+			if slices.Contains(pt.unsure, a.ID) && a.State == store.StateActive {
 				pt.notePeak(a)
 				w.publishAlert(ctx, a, ActionRaised)
 			}
 		}
+		pt.unsure = nil
 	}
 	return true
 }

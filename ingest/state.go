@@ -70,12 +70,12 @@ type patient struct {
 	open map[string]*store.Alert // open alerts by kind
 	// duplicates are further open alerts of a kind that has one in open (a raise whose store
 	// write failed ambiguously, or two processes raising at once in shared mode): the next
-	// evaluation resolves them. reloads counts setOpen calls. recheck: a raise failed, so the
-	// store may hold an open alert nobody has announced; the next evaluation reloads them and
-	// announces those it did not know.
+	// evaluation resolves them. reloads counts setOpen calls. unsure: IDs of alerts whose
+	// raise failed, which the store may hold all the same; the next evaluation reloads the
+	// open alerts and announces those of them it finds.
 	duplicates []*store.Alert
 	reloads    int
-	recheck    bool
+	unsure     []string
 
 	risk      news2.Risk // last published
 	published bool

@@ -227,9 +227,13 @@ type failingStore struct {
 	fail     atomic.Bool
 	conflict atomic.Bool
 	lostAck  atomic.Bool // the next CreateAlert is stored but reports a failure (a timeout after the insert)
+	noCreate atomic.Bool // the next CreateAlert fails and stores nothing
 }
 
 func (f *failingStore) CreateAlert(ctx context.Context, a store.Alert) error {
+	if f.noCreate.Swap(false) {
+		return fmt.Errorf("create alert: %w", store.ErrUnavailable)
+	}
 	if err := f.DB.CreateAlert(ctx, a); err != nil {
 		return err
 	}
@@ -493,5 +497,32 @@ func TestRaiseStoredDespiteErrorThenClear(t *testing.T) {
 	e.tickAt(12 * time.Second)
 	if got := e.alert(open[0].ID); got.State != store.StateResolved {
 		t.Errorf("after the clear delay: %s; want resolved", got.State)
+	}
+}
+
+// TestSharedFailedRaiseAnnouncesOnlyItsOwn: in shared mode, after a raise failed here, the
+// alert another process raised (and announced) meanwhile is taken on silently: only an alert
+// the failed raise itself may have stored is announced again.
+func TestSharedFailedRaiseAnnouncesOnlyItsOwn(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	fs := startFailing(e)
+	a := e.node
+	b := e.start(e.opts)
+	e.admit(pat, nil, a, b)
+	fs.noCreate.Store(true)
+	a.mustSubmit(pat, highSample) // A's raise fails, nothing stored
+	e.at(time.Second)
+	b.mustSubmit(pat, highSample) // B raises and announces
+	raised := e.mustOpen(pat, KindNEWS2)
+	a.events()
+	e.at(2 * time.Second)
+	a.mustSubmit(pat, highSample)
+	for _, ev := range onTopic(a.events(), alertsTopic) {
+		if ae := ev.alert(t); ae.Action == ActionRaised {
+			t.Errorf("A announced %s (raised by B) again", ae.Alert.ID)
+		}
+	}
+	if open, _ := e.db.OpenAlerts(e.ctx(), hosp, pat); len(open) != 1 || open[0].ID != raised.ID {
+		t.Errorf("%d open alerts; want only B's %s", len(open), raised.ID)
 	}
 }
