@@ -41,6 +41,11 @@ type access struct {
 // again: the limit leaves a quarter of --max-inflight for that.)
 const stuckMemory = time.Minute
 
+// monotonic reads the monotonic clock, in nanoseconds from an arbitrary start (never 0).
+func monotonic() int64 { return int64(time.Since(monoStart)) + 1 }
+
+var monoStart = time.Now()
+
 // sampleDeadline bounds how long a device's PUBLISH waits to become durable before it is
 // refused (0x80): the store or the ingest workers are stuck. Shared contexts (one per
 // 100 ms) spare each sample a timer of its own.
@@ -280,7 +285,7 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if sc, ok := cl.Net.Conn.(*sendConn); ok {
 		if at, ok := a.stuck.Load(cl.ID); ok {
 			if time.Since(at.(time.Time)) < stuckMemory {
-				sc.wasStuck.Store(time.Now().UnixNano())
+				sc.wasStuck.Store(monotonic())
 			} else {
 				a.stuck.Delete(cl.ID)
 			}
@@ -289,7 +294,12 @@ func (a *access) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	a.away.Delete(cl.ID)
 	if a.b.persist != nil && persistent(cl) {
-		a.b.persist.set(grantKey(cl.ID), grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal, Revoked: s.revoked.Load()})
+		g := grant{Kind: s.kind, Hospital: s.hospital, Device: s.device, Principal: s.principal, Revoked: s.revoked.Load()}
+		a.b.persist.set(grantKey(cl.ID), g)
+		if !g.Revoked && s.revoked.Load() { // revoked meanwhile: its mark may have been overwritten
+			g.Revoked = true
+			a.b.persist.set(grantKey(cl.ID), g)
+		}
 	}
 	switch s.kind {
 	case kindDevice:
@@ -643,13 +653,18 @@ func (a *access) awaitRoom(cl *mqtt.Client, sc *sendConn, acks bool, inflight in
 	}
 	if marked := sc.wasStuck.Load(); f && marked != 0 {
 		// Back from being disconnected as stuck, at the limit with what it left unacknowledged:
-		// not waited for. It has a second to acknowledge something (its first PUBACKs may wait
-		// for a busy server's CPU), meanwhile messages pass; then it is disconnected at once.
-		sc.queued.Add(1)
-		if time.Since(time.Unix(0, marked)) >= maxRoomWait {
+		// not waited for on acknowledgements. It has a second to acknowledge something (its
+		// first PUBACKs may wait for a busy server's CPU), meanwhile messages pass (waiting
+		// for room in its queue like any); then it is disconnected at once.
+		if monotonic()-marked >= int64(maxRoomWait) {
+			sc.queued.Add(1)
 			a.dropped(cl, "inflight_stuck", "")
+			return
 		}
-		return
+		acks = false
+		if q, f = take(inflight); !q && !f {
+			return
+		}
 	}
 	if q {
 		a.b.stats.queueWaits.Add(1)

@@ -39,7 +39,8 @@ type sendConn struct {
 	// sleeps there.
 	waiting atomic.Bool
 	// wasStuck: when this connection was found to be a client disconnected lately for not
-	// acknowledging (Unix ns; 0: it was not, or it has acknowledged since; see access.stuck).
+	// acknowledging (monotonic ns; 0: it was not, or it has acknowledged since; see
+	// access.stuck).
 	wasStuck atomic.Int64
 	roomMu   sync.Mutex
 	room     chan struct{}

@@ -412,7 +412,9 @@ func TestDeletedUserSessionRevoked(t *testing.T) {
 	old.close() // away: the session stays, with its subscription
 	h.must(204, "DELETE", "/api/v1/users/alice", h.admin, nil)
 
-	// A risk_updated the old session would have queued; a watcher sees that it went out.
+	// A risk_updated the old session would have queued; a watcher sees that it went out. It is
+	// not even routed to the revoked session (unsubscribed), so no delivery is refused.
+	refused := h.metricSum(t, `vigil_mqtt_refusals_total{reason="session_revoked"}`)
 	watch := h.mustConnect("web-watch", "x", []byte(h.user("nurse.h1b", "nurse", "h1")))
 	watch.mustSubscribe("hospital/h1/patient/+/risk")
 	dev := h.mustConnect("mon-1", "mon-1", []byte(secret))
@@ -420,6 +422,9 @@ func TestDeletedUserSessionRevoked(t *testing.T) {
 		t.Fatalf("sample refused: 0x%02x", code)
 	}
 	watch.await("risk_updated", func(e envelope) bool { return e.Type == "risk_updated" })
+	if after := h.metricSum(t, `vigil_mqtt_refusals_total{reason="session_revoked"}`); after != refused {
+		t.Errorf("deliveries refused to the revoked session %v -> %v; want none routed to it", refused, after)
+	}
 
 	// Tokens carry whole seconds: the new user is created in a later second than the old one.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
