@@ -92,6 +92,22 @@ test('live vitals update the last values, never with an older sample', () => {
   assert.equal(store.stats.rejectedSamples, 1);
 });
 
+test('live samples Vigil would refuse are not shown', () => {
+  const { store } = setup();
+  store.mergePatients([{ id: 'p1', name: 'Jane', bed: '1', last_vitals: { ts: iso(T0), hr: 80 } }], store.beginSync());
+  for (const bad of [
+    { ts: iso(T0 + 60 * 60 * 1000), hr: 120 }, // an hour ahead: a fast monitor clock
+    { ts: iso(T0 - 25 * 60 * 60 * 1000), hr: 120 }, // more than a day old
+    { ts: iso(T0 + 1000), hr: 120, extra: 1 }, // an unknown field
+  ]) {
+    assert.equal(store.handleMessage(topic('vitals', 'p1'), JSON.stringify(bad)), false, JSON.stringify(bad));
+  }
+  assert.deepEqual(store.patients.get('p1').last_vitals, { ts: iso(T0), hr: 80 });
+  assert.equal(store.stats.rejectedSamples, 3);
+  store.handleMessage(topic('vitals', 'p1'), JSON.stringify({ ts: iso(T0 + 4 * 60 * 1000), hr: 95 })); // 4 min ahead: taken
+  assert.equal(store.patients.get('p1').last_vitals.hr, 95);
+});
+
 test('alert updates are ordered by updated_at', () => {
   const later = alert('a1', { state: 'acknowledged', updated_at: iso(T0 + 1000) });
   const earlier = alert('a1', { state: 'active', updated_at: iso(T0) });
@@ -226,6 +242,22 @@ test('hospital broadcasts: low fades, high stays until removed', () => {
   assert.equal(store.removeItem('broadcast:b2'), true);
   store.dismissBanner('b2');
   assert.equal(store.bannerList().length, 0);
+});
+
+test('a sync adds the broadcasts missed while not listening, once', () => {
+  const { store } = setup();
+  const live = { priority: 'high', message: 'live', by: 'dr' };
+  store.handleMessage(topic('hospital_alerts'), env('hospital_alert', 'b2', live));
+  store.dismissBanner('b2');
+  const items = [ // newest first, as GET /hospitals/h1/broadcasts answers
+    { id: 'b3', hospital: 'h1', priority: 'high', message: 'missed', by: 'dr', ts: iso(T0 + 2000) },
+    { id: 'b2', hospital: 'h1', priority: 'high', message: 'live', by: 'dr', ts: iso(T0 + 1000) },
+    { id: 'b1', hospital: 'h1', priority: 'high', message: 'old', by: 'dr', ts: iso(T0 - 120000) },
+  ];
+  assert.equal(store.mergeBroadcasts(items, T0 - 60000), true);
+  assert.deepEqual(store.bannerList().map((b) => b.id), ['b3']); // b2 shown (and dismissed) already, b1 too old
+  assert.equal(store.mergeBroadcasts(items, T0 - 60000), false); // a second sync adds nothing
+  assert.deepEqual(store.bannerList().map((b) => b.id), ['b3']);
 });
 
 test('device status drives the patient device state', () => {

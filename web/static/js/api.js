@@ -137,6 +137,7 @@ export function createApi({ getToken, onUnauthorized = () => {}, fetchImpl = glo
     beds: (hospital) => list(`${h(hospital)}/beds`),
     staff: (hospital) => list(`${h(hospital)}/staff`),
     triage: (hospital) => list(`${h(hospital)}/triage`),
+    broadcasts: (hospital) => list(`${h(hospital)}/broadcasts`, { limit: 50 }, { maxItems: 50 }),
   };
 }
 

@@ -44,6 +44,9 @@ let pollTimer = null;
 let refreshTimer = null;
 let lastSessionCheck = 0;
 let syncing = null;
+// Broadcasts sent from a minute before the hospital was chosen on are shown when a sync finds
+// them (those sent while the page was not listening); later ones come live.
+let broadcastsSince = 0;
 let syncAgain = false;
 let connStatus = { state: 'offline', nextRetryAt: null, reason: '' };
 
@@ -365,6 +368,7 @@ function selectHospital(h0) {
   ui.chooseBox.hidden = true;
   clearNotices();
   store.reset(h0);
+  broadcastsSince = store.now() - 60 * 1000;
   ui.header.setHospital(h0);
   updateTitle();
   const r = parseHash();
@@ -396,7 +400,7 @@ function selectHospital(h0) {
   onRoute();
 }
 
-/** Loads patients, open alerts, beds, staff and triage over REST and merges them. */
+/** Loads patients, open alerts, beds, staff, triage and missed broadcasts over REST and merges them. */
 async function sync() {
   if (!hospital) return;
   if (syncing) {
@@ -412,6 +416,7 @@ async function sync() {
     ['beds', () => api.beds(h0), (items) => store.mergeEntities(store.beds, items, mark, 'beds')],
     ['staff', () => api.staff(h0), (items) => store.mergeEntities(store.staff, items, mark, 'staff')],
     ['triage', () => api.triage(h0), (items) => store.mergeEntities(store.triage, items, mark, 'triage')],
+    ['broadcasts', () => api.broadcasts(h0), (items) => store.mergeBroadcasts(items, broadcastsSince)],
   ];
   syncing = Promise.allSettled(tasks.map(([, fetch]) => fetch()));
   try {

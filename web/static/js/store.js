@@ -77,6 +77,26 @@ export function validateSample(raw) {
   return s;
 }
 
+/** The fields of a monitor's sample (DESIGN section 5); Vigil refuses a sample with any other. */
+const SAMPLE_KEYS = new Set(['ts', 'seq', 'hr', 'rr', 'spo2', 'sbp', 'temp', 'o2', 'acvpu']);
+
+/** How far from now Vigil accepts a sample's ts (ingest.MaxFuture and MaxPast). */
+const MAX_FUTURE_MS = 5 * 60 * 1000;
+const MAX_PAST_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Reports whether Vigil would take the monitor's sample raw (s: its validateSample copy): no
+ * unknown field, and a ts from 24 h ago to 5 min ahead (by this browser's clock). A monitor
+ * whose clock runs an hour fast has every sample refused; showing them would make its values
+ * look fresh for the hour after it stops.
+ */
+export function acceptedLive(raw, s, now) {
+  if (Object.keys(raw).some((k) => !SAMPLE_KEYS.has(k))) return false;
+  if (s.ts === undefined) return true;
+  const t = parseTime(s.ts);
+  return t <= now + MAX_FUTURE_MS && t >= now - MAX_PAST_MS;
+}
+
 /** Returns a well-formed risk object, or null. */
 export function normaliseRisk(r) {
   if (!r || typeof r !== 'object') return null;
@@ -143,6 +163,7 @@ export class Store {
     this.panel = new Map(); // key -> item
     this.dismissed = new Set(); // alert IDs removed from the panel or faded out
     this.banners = new Map(); // broadcast id -> banner
+    this.broadcastIds = new Set(); // broadcasts shown (live or from a sync), never shown twice
     this.hiddenEscalations = new Set(); // `${alertId}@${level}`
     this.synced = { patients: false, alerts: false, beds: false, staff: false, triage: false };
     this.clock = 0;
@@ -325,10 +346,13 @@ export class Store {
     return true;
   }
 
-  /** Applies one live vitals sample of patient p (from its vitals topic). */
+  /**
+   * Applies one live vitals sample of patient p (from its vitals topic). A sample Vigil refuses
+   * (see acceptedLive) is not shown either: its values would count nowhere, yet look fresh.
+   */
   applyVitals(p, raw) {
     const s = validateSample(raw);
-    if (!s) {
+    if (!s || !acceptedLive(raw, s, this.now())) {
       this.stats.rejectedSamples++;
       return false;
     }
@@ -537,6 +561,8 @@ export class Store {
     const d = env.data && typeof env.data === 'object' ? env.data : {};
     const now = this.now();
     const id = env.id ? String(env.id) : `local-${++this.eventSeq}`;
+    if (this.broadcastIds.has(id)) return false;
+    this.broadcastIds.add(id);
     const priority = priorityRank(d.priority) ? d.priority : 'low';
     const ts = parseTime(env.ts);
     const b = {
@@ -558,6 +584,21 @@ export class Store {
       this.emit('banners');
     });
     return true;
+  }
+
+  /**
+   * Adds the broadcasts of a REST list (newest first) sent after since (ms) that this page has
+   * not shown: those sent while it was not listening (a dropped connection, a reload).
+   */
+  mergeBroadcasts(items, since) {
+    let added = false;
+    for (const item of items || []) {
+      if (!item || typeof item.id !== 'string' || (item.hospital && item.hospital !== this.hospital)) continue;
+      const ts = parseTime(item.ts);
+      if (!Number.isFinite(ts) || ts <= since) break; // newest first: the rest are older
+      added = this.addBroadcast({ id: item.id, ts: item.ts, data: { priority: item.priority, message: item.message, by: item.by } }) || added;
+    }
+    return added;
   }
 
   dismissBanner(id) {
