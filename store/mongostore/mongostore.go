@@ -289,7 +289,9 @@ func (s *Store) timeout(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 
-// wrap maps driver errors onto the store's sentinels.
+// wrap maps driver errors onto the store's sentinels. The driver's own text stays behind
+// (driverError): it names hosts, addresses and collections, and the API answers with the
+// text of conflict and unavailable errors.
 func wrap(err error) error {
 	switch {
 	case err == nil:
@@ -297,17 +299,29 @@ func wrap(err error) error {
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return store.ErrNotFound
 	case mongo.IsDuplicateKeyError(err):
-		return fmt.Errorf("%w: %v", store.ErrConflict, err)
-	case mongo.IsNetworkError(err), mongo.IsTimeout(err), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, mongo.ErrClientDisconnected):
-		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return &driverError{store.ErrConflict, "already exists", err}
+	case mongo.IsTimeout(err), errors.Is(err, context.DeadlineExceeded):
+		return &driverError{store.ErrUnavailable, "the database did not answer in time", err}
+	case mongo.IsNetworkError(err), errors.Is(err, mongo.ErrClientDisconnected):
+		return &driverError{store.ErrUnavailable, "the database cannot be reached", err}
 	}
 	var se mongo.ServerError
 	if errors.As(err, &se) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	return &driverError{store.ErrUnavailable, "database error", err}
 }
+
+// driverError is a store sentinel with the driver's error behind it. Error says only the
+// sentinel and a short reason; errors.Is and errors.As see both.
+type driverError struct {
+	sentinel *store.Error
+	reason   string
+	cause    error
+}
+
+func (e *driverError) Error() string   { return e.sentinel.Error() + ": " + e.reason }
+func (e *driverError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 func what(kind, id string, err error) error {
 	if err == nil {
