@@ -128,25 +128,31 @@ func (pt *patient) cond(kind string) *condition {
 }
 
 // configure applies the patient's record: SpO2 scale and alarm limits.
-func (pt *patient) configure(rec store.Patient, site Limits, delay time.Duration) {
-	pt.scale = news2.Scale1
-	if rec.SpO2Scale == 2 {
-		pt.scale = news2.Scale2
-	}
+// effectiveLimits is a patient's alarm limits: the site's, with the patient's own in place of
+// those they set.
+func effectiveLimits(site Limits, own store.AlarmLimits) Limits {
 	l := site
 	set := func(dst *float64, v *float64) {
 		if v != nil {
 			*dst = *v
 		}
 	}
-	set(&l.SpO2Low, rec.Limits.SpO2Low)
-	set(&l.HRLow, rec.Limits.HRLow)
-	set(&l.HRHigh, rec.Limits.HRHigh)
-	set(&l.RRLow, rec.Limits.RRLow)
-	set(&l.RRHigh, rec.Limits.RRHigh)
-	set(&l.SBPLow, rec.Limits.SBPLow)
-	set(&l.SBPHigh, rec.Limits.SBPHigh)
-	pt.limits = l
+	set(&l.SpO2Low, own.SpO2Low)
+	set(&l.HRLow, own.HRLow)
+	set(&l.HRHigh, own.HRHigh)
+	set(&l.RRLow, own.RRLow)
+	set(&l.RRHigh, own.RRHigh)
+	set(&l.SBPLow, own.SBPLow)
+	set(&l.SBPHigh, own.SBPHigh)
+	return l
+}
+
+func (pt *patient) configure(rec store.Patient, site Limits, delay time.Duration) {
+	pt.scale = news2.Scale1
+	if rec.SpO2Scale == 2 {
+		pt.scale = news2.Scale2
+	}
+	pt.limits = effectiveLimits(site, rec.Limits)
 	pt.delay = delay
 	if rec.Limits.DelaySeconds != nil {
 		pt.delay = time.Duration(*rec.Limits.DelaySeconds * float64(time.Second))

@@ -52,6 +52,9 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 	if p.SpO2Scale == 0 {
 		p.SpO2Scale = 1
 	}
+	if err := w.checkLimits(p.Limits); err != nil {
+		return store.Patient{}, err
+	}
 	if err := w.st.CreatePatient(ctx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return store.Patient{}, conflict("patient %s is admitted already in hospital %s", p.ID, p.Hospital)
@@ -72,11 +75,39 @@ func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patie
 		return p, w.notFound(err, "patient", h, id)
 	}
 	apply(&p)
+	if err := w.checkLimits(p.Limits); err != nil {
+		return p, err
+	}
 	p.UpdatedAt = w.now()
 	if err := w.st.UpdatePatient(ctx, p); err != nil {
 		return p, w.notFound(err, "patient", h, id)
 	}
 	return p, w.pl.PatientChanged(ctx, p)
+}
+
+// checkLimits refuses a patient's own alarm limits that, with the site's limits for those
+// they leave unset, put a low limit at or above its high one (hr_low 150 with the site's
+// hr_high of 120 would alarm at every heart rate). The error names a limit the patient set.
+func (w *Ward) checkLimits(own store.AlarmLimits) error {
+	l := effectiveLimits(w.pl.opts.Limits, own)
+	for _, c := range []struct {
+		name            string
+		low, high       float64
+		lowSet, highSet bool
+	}{
+		{"hr", l.HRLow, l.HRHigh, own.HRLow != nil, own.HRHigh != nil},
+		{"rr", l.RRLow, l.RRHigh, own.RRLow != nil, own.RRHigh != nil},
+		{"sbp", l.SBPLow, l.SBPHigh, own.SBPLow != nil, own.SBPHigh != nil},
+	} {
+		if c.low < c.high || (!c.lowSet && !c.highSet) {
+			continue
+		}
+		if c.lowSet {
+			return &FieldError{Key: "limits." + c.name + "_low", Why: fmt.Sprintf("must be below the high limit in effect (%g)", c.high)}
+		}
+		return &FieldError{Key: "limits." + c.name + "_high", Why: fmt.Sprintf("must be above the low limit in effect (%g)", c.low)}
+	}
+	return nil
 }
 
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices

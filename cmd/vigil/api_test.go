@@ -550,6 +550,7 @@ func TestAPIBadInput(t *testing.T) {
 			{name: "negative delay", body: map[string]any{"id": "p-x", "name": "N", "limits": map[string]any{"delay_seconds": -1}}, field: "limits.delay_seconds"},
 			{name: "hr_low above hr_high", body: map[string]any{"id": "p-x", "name": "N", "limits": map[string]any{"hr_low": 100, "hr_high": 90}}, field: "limits.hr_low"},
 			{name: "hr_low equal to hr_high", body: map[string]any{"id": "p-x", "name": "N", "limits": map[string]any{"hr_low": 90, "hr_high": 90}}, field: "limits.hr_low"},
+			{name: "hr_low above the site's hr_high", body: map[string]any{"id": "p-x", "name": "N", "limits": map[string]any{"hr_low": 150}}, field: "limits.hr_low"},
 			{name: "limit of the wrong type", body: `{"id":"p-x","name":"N","limits":{"hr_high":"high"}}`, field: "limits.hr_high"},
 		}},
 		{method: "PATCH", path: "/hospitals/:h/patients/:p", valid: map[string]any{"name": "Ada Okafor"}, cases: []apiBadCase{
@@ -559,6 +560,7 @@ func TestAPIBadInput(t *testing.T) {
 			{name: "rr_low above rr_high", body: map[string]any{"limits": map[string]any{"rr_low": 30, "rr_high": 20}}, field: "limits.rr_low"},
 			{name: "sbp_low above sbp_high", body: map[string]any{"limits": map[string]any{"sbp_low": 150, "sbp_high": 140}}, field: "limits.sbp_low"},
 			{name: "sbp_high out of range", body: map[string]any{"limits": map[string]any{"sbp_high": 301}}, field: "limits.sbp_high"},
+			{name: "hr_high below the site's hr_low", body: map[string]any{"limits": map[string]any{"hr_high": 45}}, field: "limits.hr_high"},
 			{name: "wrong type", body: `{"name":{"first":"Ada"}}`, field: "name"},
 		}},
 		{method: "POST", path: "/hospitals/:h/patients/:p/observations", valid: map[string]any{"temp": 37.1}, sample: true, cases: []apiBadCase{
