@@ -188,6 +188,14 @@ const actions = {
 
 function setConn(status) {
   connStatus = status;
+  // While live updates are down (or never come: with an external broker Vigil serves no /mqtt),
+  // the ward is refreshed over REST every POLL_MS.
+  if (status.state === 'connected') {
+    clearInterval(pollTimer);
+    pollTimer = null;
+  } else if (!pollTimer && hospital) {
+    pollTimer = setInterval(sync, POLL_MS);
+  }
   let shown = status;
   if (globalThis.navigator && navigator.onLine === false && status.state !== 'connected') {
     shown = { ...status, state: 'offline', nextRetryAt: null, reason: 'This computer is offline.' };
@@ -395,7 +403,6 @@ function selectHospital(h0) {
   sync(); // now, whether or not the live connection comes up; again after each subscribe
   if (!live.available) {
     notice('live', 'Live updates are unavailable (MQTT.js not loaded); the dashboard refreshes every 30 s.');
-    pollTimer = setInterval(sync, POLL_MS);
   }
   onRoute();
 }

@@ -105,7 +105,7 @@ function updateAge(el, now) {
 export function createWard(root, { store, hrefFor }) {
   const title = h('h2', { class: 'section-title', id: 'ward-title' }, 'Ward');
   const summary = h('p', { class: 'ward-summary', testid: 'ward-summary' });
-  const stale = h('p', { class: 'stale-note', role: 'status', testid: 'ward-paused', hidden: true }, 'Live updates paused: what you see may be out of date.');
+  const stale = h('p', { class: 'stale-note', role: 'status', testid: 'ward-paused', hidden: true }, 'Live updates paused: refreshed every 30 s meanwhile; what you see may be a little out of date.');
   const grid = h('div', { class: 'ward-grid', testid: 'ward', 'aria-labelledby': 'ward-title' });
   const empty = h('p', { class: 'empty', testid: 'ward-empty', hidden: true });
   replace(root, h('div', { class: 'ward-head' }, title, summary), stale, grid, empty);
