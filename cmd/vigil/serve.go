@@ -495,7 +495,11 @@ func (v *vigil) serveHTTP() error {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	v.httpLn = ln
-	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(v.log.Handler(), slog.LevelWarn)}
+	// A request (at most 64 KiB of body) must arrive within 30 s: a client trickling one in
+	// byte by byte would otherwise hold its handler. WebSocket upgrades are not limited by it
+	// (net/http clears the deadline when the connection is handed over).
+	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(v.log.Handler(), slog.LevelWarn)}
 	go func() {
 		var err error
 		if c.TLSCert != "" {
