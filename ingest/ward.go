@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vigilhq/vigil/store"
@@ -38,6 +40,22 @@ type Ward struct {
 	st  WardStore
 	pl  *Pipeline
 	det Detacher
+	// patients serialises admission, update and discharge of one patient within this process:
+	// an update's read-change-write and its word to the pipeline must not interleave with
+	// another update (one change lost) or a discharge (the pipeline would take the discharged
+	// patient back). Striped by patient, so the lock set does not grow.
+	patients [64]sync.Mutex
+}
+
+// lockPatient takes the lock of patient h/id and returns its unlock.
+func (w *Ward) lockPatient(h, id string) func() {
+	f := fnv.New32a()
+	f.Write([]byte(h))
+	f.Write([]byte{0})
+	f.Write([]byte(id))
+	mu := &w.patients[f.Sum32()%uint32(len(w.patients))]
+	mu.Lock()
+	return mu.Unlock
 }
 
 // NewWard builds the ward on the pipeline (which publishes and keeps patient state).
@@ -47,6 +65,7 @@ func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 
 // Admit stores a new patient and starts watching them.
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
+	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
 	p.AdmittedAt, p.UpdatedAt = now, now
 	if p.SpO2Scale == 0 {
@@ -70,6 +89,7 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 // Update stores changes of a patient (apply edits a copy) and rescores with the new SpO2
 // scale and limits.
 func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
+	defer w.lockPatient(h, id)()
 	p, err := w.st.GetPatient(ctx, h, id)
 	if err != nil {
 		return p, w.notFound(err, "patient", h, id)
@@ -113,6 +133,7 @@ func (w *Ward) checkLimits(own store.AlarmLimits) error {
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices
 // and removes them.
 func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
+	defer w.lockPatient(h, id)()
 	if _, err := w.st.GetPatient(ctx, h, id); err != nil {
 		return w.notFound(err, "patient", h, id)
 	}

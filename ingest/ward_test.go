@@ -526,3 +526,32 @@ func TestSharedFailedRaiseAnnouncesOnlyItsOwn(t *testing.T) {
 		t.Errorf("%d open alerts; want only B's %s", len(open), raised.ID)
 	}
 }
+
+// TestUpdateDischargeRace: an update and a discharge of one patient at the same time end
+// with the patient either admitted (update last) or gone from the store and the pipeline alike;
+// the pipeline used to take back a patient the store no longer had when the update's word
+// came after the discharge.
+func TestUpdateDischargeRace(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	for i := range 200 {
+		id := fmt.Sprintf("p%d", i)
+		if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: id, Name: "A"}); err != nil {
+			t.Fatalf("Admit(%s): %v", id, err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.Update(e.ctx(), hosp, id, func(p *store.Patient) { p.Name = "B" }) // not found if the discharge came first
+		}()
+		if err := w.Discharge(e.ctx(), hosp, id, "dr1"); err != nil && code(err) != "not_found" {
+			t.Fatalf("Discharge(%s): %v", id, err)
+		}
+		<-done
+		_, stored := e.db.GetPatient(e.ctx(), hosp, id)
+		_, viewed := e.p.View(e.ctx(), hosp, id)
+		if (stored == nil) != (viewed == nil) || e.p.isAdmitted(hosp, id) != (stored == nil) {
+			t.Fatalf("%s after an update and a discharge at once: stored %v, pipeline view %v, admitted %v; want all the same", id, stored, viewed, e.p.isAdmitted(hosp, id))
+		}
+	}
+}
