@@ -94,9 +94,12 @@ func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patie
 	if err != nil {
 		return p, w.notFound(err, "patient", h, id)
 	}
+	before := p.Limits
 	apply(&p)
-	if err := w.checkLimits(p.Limits); err != nil {
-		return p, err
+	if !sameLimits(before, p.Limits) { // limits stored before they were checked do not block other edits
+		if err := w.checkLimits(p.Limits); err != nil {
+			return p, err
+		}
 	}
 	p.UpdatedAt = w.now()
 	if err := w.st.UpdatePatient(ctx, p); err != nil {
@@ -128,6 +131,13 @@ func (w *Ward) checkLimits(own store.AlarmLimits) error {
 		return &FieldError{Key: "limits." + c.name + "_high", Why: fmt.Sprintf("must be above the low limit in effect (%g)", c.low)}
 	}
 	return nil
+}
+
+// sameLimits reports whether two sets of a patient's own limits are equal.
+func sameLimits(a, b store.AlarmLimits) bool {
+	eq := func(x, y *float64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return eq(a.SpO2Low, b.SpO2Low) && eq(a.HRLow, b.HRLow) && eq(a.HRHigh, b.HRHigh) && eq(a.RRLow, b.RRLow) &&
+		eq(a.RRHigh, b.RRHigh) && eq(a.SBPLow, b.SBPLow) && eq(a.SBPHigh, b.SBPHigh) && eq(a.DelaySeconds, b.DelaySeconds)
 }
 
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices

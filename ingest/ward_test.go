@@ -555,3 +555,23 @@ func TestUpdateDischargeRace(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsCheckedWhenChanged: the alarm limits are checked when a request changes them; a
+// patient whose stored limits predate the check can still be renamed or moved.
+func TestLimitsCheckedWhenChanged(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	high := 150.0
+	old := store.Patient{Hospital: hosp, ID: pat, Name: "A", SpO2Scale: 1, Limits: store.AlarmLimits{HRLow: &high}}
+	if err := e.db.CreatePatient(e.ctx(), old); err != nil { // stored before limits were checked
+		t.Fatal(err)
+	}
+	if _, err := w.Update(e.ctx(), hosp, pat, func(p *store.Patient) { p.Name = "B" }); err != nil {
+		t.Errorf("renaming a patient with old contradictory limits: %v; want it done", err)
+	}
+	var fe *FieldError
+	_, err := w.Update(e.ctx(), hosp, pat, func(p *store.Patient) { v := 160.0; p.Limits.HRLow = &v })
+	if !errors.As(err, &fe) || fe.Key != "limits.hr_low" {
+		t.Errorf("changing hr_low to 160 over the site's hr_high: %v; want a refusal naming limits.hr_low", err)
+	}
+}

@@ -17,6 +17,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"time"
 )
@@ -144,6 +145,17 @@ type Sample struct {
 	Seq      int64 // the device's sequence number, 0 when it sent none
 	Author   string
 	Vitals
+}
+
+// Cause returns what a store error keeps behind its message (a database driver's error, whose
+// text names hosts and collections and so is kept out of messages that reach API clients),
+// for the server's own log; nil when there is none.
+func Cause(err error) error {
+	var c interface{ Cause() error }
+	if errors.As(err, &c) {
+		return c.Cause()
+	}
+	return nil
 }
 
 // Digest identifies the sample's content (its measurements and author). Stores key samples by

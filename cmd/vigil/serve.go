@@ -495,11 +495,11 @@ func (v *vigil) serveHTTP() error {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	v.httpLn = ln
-	// A request (at most 64 KiB of body) must arrive within 30 s: a client trickling one in
-	// byte by byte would otherwise hold its handler. WebSocket upgrades are not limited by it
-	// (net/http clears the deadline when the connection is handed over).
-	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(v.log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout: on HTTP/1.1 its deadline outlives the body and cancels the request's
+	// context 30 s after it began, cutting a slow handler (a discharge waiting on the store)
+	// off halfway. Idle keep-alive connections close after 2 min.
+	v.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(v.log.Handler(), slog.LevelWarn)}
 	go func() {
 		var err error
 		if c.TLSCert != "" {
@@ -589,7 +589,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 		if !errors.As(err, &coded) || coded.Code() != "unavailable" {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		log.Warn(what+" failed; retrying", "retry_in", wait, "err", err)
+		log.Warn(what+" failed; retrying", "retry_in", wait, "err", err, "cause", store.Cause(err))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, ctx.Err())

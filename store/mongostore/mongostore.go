@@ -322,6 +322,7 @@ type driverError struct {
 
 func (e *driverError) Error() string   { return e.sentinel.Error() + ": " + e.reason }
 func (e *driverError) Unwrap() []error { return []error{e.sentinel, e.cause} }
+func (e *driverError) Cause() error    { return e.cause } // see store.Cause
 
 func what(kind, id string, err error) error {
 	if err == nil {

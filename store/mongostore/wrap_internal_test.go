@@ -39,6 +39,9 @@ func TestWrapHidesDriverText(t *testing.T) {
 					t.Errorf("wrap(%v).Error() = %q; names %q", tt.err, got.Error(), leak)
 				}
 			}
+			if c := store.Cause(fmt.Errorf("user alice: %w", got)); c == nil || c.Error() != tt.err.Error() {
+				t.Errorf("store.Cause(wrap(%v)) = %v; want the driver's error, for the log", tt.err, c)
+			}
 			var coded interface{ Code() string }
 			if !errors.As(got, &coded) || coded.Code() != tt.want.Code() {
 				t.Errorf("wrap(%v) has no code %q", tt.err, tt.want.Code())
