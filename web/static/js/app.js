@@ -194,7 +194,9 @@ function setConn(status) {
     clearInterval(pollTimer);
     pollTimer = null;
   } else if (!pollTimer && hospital) {
-    pollTimer = setInterval(sync, POLL_MS);
+    pollTimer = setInterval(() => {
+      if (globalThis.navigator?.onLine !== false) sync(); // offline: nothing to fetch, no error notices
+    }, POLL_MS);
   }
   let shown = status;
   if (globalThis.navigator && navigator.onLine === false && status.state !== 'connected') {
