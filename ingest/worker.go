@@ -197,8 +197,7 @@ const jobDeadline = 30 * time.Second
 // seedDevices gives the worker's patients the devices assigned to them when the pipeline
 // starts that their saved state does not list, as a devAssigned job would (the offline delay
 // starts now), and forgets devices the saved state still lists but the registry no longer
-// assigns to them. Called by Start before
-// the worker runs.
+// assigns to them. Called by Start before the worker runs.
 func (w *worker) seedDevices(assigned map[key][]string) {
 	ms := w.opts.Now().UnixMilli()
 	for k, pt := range w.patients {
