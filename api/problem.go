@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -124,7 +125,9 @@ func decode(c *gin.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
 	}
-	if dec.More() {
+	// Anything but white space after the value, a stray } or ] included (which dec.More does
+	// not report), is refused.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errInvalid("", "data after the JSON object")
 	}
 	return nil

@@ -220,7 +220,7 @@ func text(field, v string, min, max int) error {
 	switch {
 	case !utf8.ValidString(v):
 		return errInvalid(field, "must be UTF-8 text")
-	case n < min && min == 1:
+	case min == 1 && strings.TrimSpace(v) == "": // white space alone is no name, message or complaint
 		return errInvalid(field, "required")
 	case n < min:
 		return errInvalid(field, "at least "+strconv.Itoa(min)+" characters")

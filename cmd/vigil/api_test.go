@@ -555,6 +555,7 @@ func TestAPIBadInput(t *testing.T) {
 		}},
 		{method: "PATCH", path: "/hospitals/:h/patients/:p", valid: map[string]any{"name": "Ada Okafor"}, cases: []apiBadCase{
 			{name: "empty name", body: map[string]any{"name": ""}, field: "name"},
+			{name: "a name of spaces", body: map[string]any{"name": "   "}, field: "name"},
 			{name: "bad bed", body: map[string]any{"bed": idSlash}, field: "bed"},
 			{name: "SpO2 scale 3", body: map[string]any{"spo2_scale": 3}, field: "spo2_scale"},
 			{name: "rr_low above rr_high", body: map[string]any{"limits": map[string]any{"rr_low": 30, "rr_high": 20}}, field: "limits.rr_low"},
@@ -562,6 +563,8 @@ func TestAPIBadInput(t *testing.T) {
 			{name: "sbp_high out of range", body: map[string]any{"limits": map[string]any{"sbp_high": 301}}, field: "limits.sbp_high"},
 			{name: "hr_high below the site's hr_low", body: map[string]any{"limits": map[string]any{"hr_high": 45}}, field: "limits.hr_high"},
 			{name: "wrong type", body: `{"name":{"first":"Ada"}}`, field: "name"},
+			{name: "a stray brace after the object", body: `{"name":"Ada"}}`},
+			{name: "a second object", body: `{"name":"Ada"} {"name":"Bo"}`},
 		}},
 		{method: "POST", path: "/hospitals/:h/patients/:p/observations", valid: map[string]any{"temp": 37.1}, sample: true, cases: []apiBadCase{
 			{name: "no measurement", body: `{}`},
