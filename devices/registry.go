@@ -268,10 +268,16 @@ func (r *Registry) Delete(ctx context.Context, h, id string) error {
 
 // Assign points the device at patient p (who must be admitted in h). From then on it may
 // publish only to p's vitals topic, without reconnecting.
+// The check that p is admitted and the assignment happen under the registry's write lock, as
+// UnassignPatient's whole pass does: a discharge (unassign, delete the patient, unassign again)
+// then either sees the new assignment or makes the check fail, never leaves a device assigned
+// to a discharged patient.
 func (r *Registry) Assign(ctx context.Context, h, id, p string) (Record, error) {
 	if err := topics.ValidID("patient", p); err != nil {
 		return Record{}, invalid("patient", err)
 	}
+	r.write.Lock()
+	defer r.write.Unlock()
 	if err := r.st.PatientExists(ctx, h, p); err != nil {
 		if codeOf(err) == "not_found" {
 			return Record{}, &Error{code: "invalid", field: "patient", msg: fmt.Sprintf("patient %s is not admitted in hospital %s", p, h)}
@@ -283,12 +289,13 @@ func (r *Registry) Assign(ctx context.Context, h, id, p string) (Record, error) 
 
 // Unassign detaches the device from its patient.
 func (r *Registry) Unassign(ctx context.Context, h, id string) (Record, error) {
+	r.write.Lock()
+	defer r.write.Unlock()
 	return r.setPatient(ctx, h, id, "")
 }
 
+// setPatient changes a device's patient; called with r.write held.
 func (r *Registry) setPatient(ctx context.Context, h, id, p string) (Record, error) {
-	r.write.Lock()
-	defer r.write.Unlock()
 	d, err := r.get(ctx, h, id)
 	if err != nil {
 		return Record{}, err
@@ -315,9 +322,11 @@ func (r *Registry) setPatient(ctx context.Context, h, id, p string) (Record, err
 
 // UnassignPatient detaches every device of patient p (discharge).
 func (r *Registry) UnassignPatient(ctx context.Context, h, p string) error {
+	r.write.Lock()
+	defer r.write.Unlock()
 	var errs []error
 	for _, id := range r.AssignedTo(h, p) {
-		if _, err := r.Unassign(ctx, h, id); err != nil {
+		if _, err := r.setPatient(ctx, h, id, ""); err != nil {
 			errs = append(errs, err)
 		}
 	}

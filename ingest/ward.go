@@ -155,7 +155,15 @@ func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
 			return err
 		}
 	}
-	return w.notFound(w.st.DeletePatient(ctx, h, id), "patient", h, id)
+	if err := w.st.DeletePatient(ctx, h, id); err != nil {
+		return w.notFound(err, "patient", h, id)
+	}
+	if w.det != nil {
+		// Once more: a device assigned meanwhile (its check saw the patient still admitted) is
+		// found now; an assignment after this finds the patient gone (see devices.Registry.Assign).
+		return w.det.UnassignPatient(ctx, h, id)
+	}
+	return nil
 }
 
 func (w *Ward) notFound(err error, what, h, id string) error {

@@ -973,3 +973,29 @@ func TestAPIProtocol(t *testing.T) {
 		}
 	})
 }
+
+// TestAssignDischargeRace: assigning a device while its patient is discharged ends with the
+// device assigned only if the patient is still admitted (it used to stay assigned to a
+// patient who was gone, and would have fed whoever was admitted under that ID next).
+func TestAssignDischargeRace(t *testing.T) {
+	h := newHarness(t)
+	h.device("h1", "mon-r", "")
+	for i := range 60 {
+		p := fmt.Sprintf("race-%d", i)
+		h.admit("h1", p)
+		done := make(chan int)
+		go func() {
+			status, _ := h.do("PUT", "/api/v1/hospitals/h1/devices/mon-r/assignment", h.admin, map[string]string{"patient": p})
+			done <- status
+		}()
+		h.do("DELETE", "/api/v1/hospitals/h1/patients/"+p, h.admin, nil)
+		<-done
+		var l struct{ Items []struct{ ID, Patient string } }
+		json.Unmarshal(h.must(200, "GET", "/api/v1/hospitals/h1/devices", h.admin, nil), &l)
+		for _, d := range l.Items {
+			if d.ID == "mon-r" && d.Patient == p {
+				t.Fatalf("round %d: mon-r assigned to %s, discharged", i, p)
+			}
+		}
+	}
+}
