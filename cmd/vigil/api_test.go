@@ -990,7 +990,9 @@ func TestAssignDischargeRace(t *testing.T) {
 		}()
 		h.do("DELETE", "/api/v1/hospitals/h1/patients/"+p, h.admin, nil)
 		<-done
-		var l struct{ Items []struct{ ID, Patient string } }
+		var l struct {
+			Items []struct{ ID, Patient string }
+		}
 		json.Unmarshal(h.must(200, "GET", "/api/v1/hospitals/h1/devices", h.admin, nil), &l)
 		for _, d := range l.Items {
 			if d.ID == "mon-r" && d.Patient == p {
