@@ -99,13 +99,19 @@ test('live samples Vigil would refuse are not shown', () => {
     { ts: iso(T0 + 60 * 60 * 1000), hr: 120 }, // an hour ahead: a fast monitor clock
     { ts: iso(T0 - 25 * 60 * 60 * 1000), hr: 120 }, // more than a day old
     { ts: iso(T0 + 1000), hr: 120, extra: 1 }, // an unknown field
+    { ts: T0 + 1000, hr: 120 }, // ts as a number, not an RFC 3339 string
+    { ts: iso(T0 + 1000), seq: -1, hr: 120 }, // seq not a non-negative integer
+    { ts: iso(T0 + 1000), seq: 1.5, hr: 120 },
   ]) {
     assert.equal(store.handleMessage(topic('vitals', 'p1'), JSON.stringify(bad)), false, JSON.stringify(bad));
   }
   assert.deepEqual(store.patients.get('p1').last_vitals, { ts: iso(T0), hr: 80 });
-  assert.equal(store.stats.rejectedSamples, 3);
+  assert.equal(store.stats.rejectedSamples, 6);
   store.handleMessage(topic('vitals', 'p1'), JSON.stringify({ ts: iso(T0 + 4 * 60 * 1000), hr: 95 })); // 4 min ahead: taken
   assert.equal(store.patients.get('p1').last_vitals.hr, 95);
+  store.handleMessage(topic('vitals', 'p1'), JSON.stringify({ ts: null, seq: 7, hr: 96 })); // no ts: received now
+  assert.equal(store.patients.get('p1').last_vitals.hr, 95); // taken, but older than the 4-min-ahead one
+  assert.equal(store.stats.rejectedSamples, 6);
 });
 
 test('alert updates are ordered by updated_at', () => {

@@ -67,7 +67,7 @@ export function validateSample(raw) {
     measured++;
   }
   if (measured === 0) return null;
-  if (raw.ts !== undefined) {
+  if (raw.ts !== undefined && raw.ts !== null) { // null: not given, as Vigil reads it
     if (!Number.isFinite(parseTime(raw.ts))) return null;
     s.ts = raw.ts;
   }
@@ -92,6 +92,8 @@ const MAX_PAST_MS = 24 * 60 * 60 * 1000;
  */
 export function acceptedLive(raw, s, now) {
   if (Object.keys(raw).some((k) => !SAMPLE_KEYS.has(k))) return false;
+  if (raw.ts !== undefined && raw.ts !== null && typeof raw.ts !== 'string') return false; // an RFC 3339 string
+  if (raw.seq !== undefined && raw.seq !== null && !(Number.isSafeInteger(raw.seq) && raw.seq >= 0)) return false;
   if (s.ts === undefined) return true;
   const t = parseTime(s.ts);
   return t <= now + MAX_FUTURE_MS && t >= now - MAX_PAST_MS;
