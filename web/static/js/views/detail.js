@@ -84,6 +84,9 @@ export function createDetail(dialog, { store, api, hospital, canAct, actions, on
   dialog.addEventListener(
     'close',
     () => {
+      // The event comes after the fact: a dialog closed and at once opened again (another
+      // hospital's patient from a link) is open by now, and keeps its new patient.
+      if (dialog.open) return;
       patientId = null;
       history = [];
       keys = new Set();
