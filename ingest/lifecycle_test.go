@@ -651,6 +651,16 @@ func TestAcknowledgeResolveErrors(t *testing.T) {
 	}
 }
 
+// raiseOn admits the patient, submits sample and returns the alert of kind raised once delay
+// (the condition delay) has passed.
+func (e *env) raiseOn(sample, kind string, delay time.Duration) store.Alert {
+	e.t.Helper()
+	e.admit(pat, nil)
+	e.mustSubmit(pat, sample)
+	e.tickAt(delay)
+	return e.mustOpen(pat, kind)
+}
+
 // TestManualResolveSuppresses: an alert resolved by hand while its condition holds is not raised
 // again until the condition has cleared; then it is.
 func TestManualResolveSuppresses(t *testing.T) {
@@ -666,10 +676,7 @@ func TestManualResolveSuppresses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.admit(pat, nil)
-			e.mustSubmit(pat, tt.bad)
-			e.tickAt(tt.delay)
-			first := e.mustOpen(pat, tt.kind)
+			first := e.raiseOn(tt.bad, tt.kind, tt.delay)
 
 			e.at(tt.delay + 5*time.Second)
 			got, err := e.p.Resolve(e.ctx(), hosp, first.ID, "dr1", "known, treated")
@@ -726,10 +733,7 @@ func TestManualResolveWorse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.admit(pat, nil)
-			e.mustSubmit(pat, tt.bad)
-			e.tickAt(tt.delay)
-			first := e.mustOpen(pat, tt.kind)
+			first := e.raiseOn(tt.bad, tt.kind, tt.delay)
 			if first.Priority != PriorityMedium {
 				t.Fatalf("first alert priority %s; want medium", first.Priority)
 			}
