@@ -40,6 +40,8 @@ var statuses = map[string]int{
 	"not_found":    http.StatusNotFound,
 	"conflict":     http.StatusConflict,
 	"too_large":    http.StatusRequestEntityTooLarge,
+	"unsupported":  http.StatusUnsupportedMediaType,
+	"timeout":      http.StatusRequestTimeout,
 	"rate_limited": http.StatusTooManyRequests,
 	"unavailable":  http.StatusServiceUnavailable,
 }
@@ -56,8 +58,13 @@ type codedError struct {
 func (e *codedError) Error() string { return e.detail }
 func (e *codedError) Code() string  { return e.code }
 
+// errInvalid refuses a field of the request; the empty field is the body as a whole.
 func errInvalid(field, reason string) error {
-	return &codedError{code: "invalid", detail: field + ": " + reason, issues: []FieldIssue{{field, reason}}}
+	detail := reason
+	if field != "" {
+		detail = field + ": " + reason
+	}
+	return &codedError{code: "invalid", detail: detail, issues: []FieldIssue{{field, reason}}}
 }
 
 func errCode(code, format string, args ...any) error {
@@ -110,6 +117,7 @@ func fail(c *gin.Context, err error) {
 
 func writeProblem(c *gin.Context, p Problem) {
 	b, _ := json.Marshal(p)
+	c.Set(ctxProblem, strings.TrimPrefix(p.Type, problemBase))
 	c.Abort()
 	c.Data(p.Status, "application/problem+json", b)
 }
@@ -117,8 +125,8 @@ func writeProblem(c *gin.Context, p Problem) {
 // decode reads a JSON request body strictly into v: unknown fields, wrong types, trailing data
 // and oversize bodies are refused with the field named.
 func decode(c *gin.Context, v any) error {
-	if ct := c.ContentType(); ct != "application/json" {
-		return &codedError{code: "invalid", detail: "Content-Type must be application/json", issues: []FieldIssue{{"", "Content-Type must be application/json"}}}
+	if err := requireJSON(c); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
@@ -127,8 +135,19 @@ func decode(c *gin.Context, v any) error {
 	}
 	// Anything but white space after the value, a stray } or ] included (which dec.More does
 	// not report), is refused.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errInvalid("", "data after the JSON object")
+	switch _, err := dec.Token(); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.Is(err, errBodyTimeout), errors.As(err, new(*http.MaxBytesError)):
+		return bodyError(err)
+	}
+	return errInvalid("", "data after the JSON object")
+}
+
+// requireJSON refuses a request body that is not declared JSON (415).
+func requireJSON(c *gin.Context) error {
+	if c.ContentType() != "application/json" {
+		return &codedError{code: "unsupported", detail: "Content-Type must be application/json", issues: []FieldIssue{{"", "Content-Type must be application/json"}}}
 	}
 	return nil
 }
@@ -138,16 +157,15 @@ func bodyError(err error) error {
 	var typ *json.UnmarshalTypeError
 	var tooBig *http.MaxBytesError
 	switch {
+	case errors.Is(err, errBodyTimeout):
+		return err
 	case errors.As(err, &tooBig):
 		return &codedError{code: "too_large", detail: fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
 	case errors.As(err, &syn):
 		return errInvalid("", fmt.Sprintf("malformed JSON at byte %d", syn.Offset))
 	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			field = "(body)"
-		}
-		return errInvalid(field, "must be "+jsonType(typ.Type.String()))
+		// An empty field is the body as a whole, as in every other problem about the body.
+		return errInvalid(typ.Field, "must be "+jsonType(typ.Type.String()))
 	case errors.Is(err, errEOF):
 		return errInvalid("", "empty body; a JSON object is required")
 	}

@@ -594,8 +594,8 @@ type scoreBody struct {
 }
 
 func rawBody(c *gin.Context) ([]byte, error) {
-	if ct := c.ContentType(); ct != "application/json" {
-		return nil, errInvalid("", "Content-Type must be application/json")
+	if err := requireJSON(c); err != nil {
+		return nil, err
 	}
 	b, err := io.ReadAll(c.Request.Body)
 	if err != nil {

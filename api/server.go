@@ -21,12 +21,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var errEOF = io.EOF
@@ -45,21 +47,28 @@ type Options struct {
 	AllowedOrigins []string
 	// MaxBody limits request bodies (default 64 KiB).
 	MaxBody int64
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// BodyTimeout limits the time a client may take to send a request body (default 30 s);
+	// past it the request is answered 408 and the connection closed.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Server is the REST API.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	engine *gin.Engine
+	opts     Options
+	log      *slog.Logger
+	engine   *gin.Engine
+	problems *prometheus.CounterVec
 }
 
 // New builds the API.
 func New(opts Options) *Server {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 64 << 10
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -76,7 +85,9 @@ func New(opts Options) *Server {
 	// (a%2Fb) reaches its route and is refused as an invalid ID (400 naming it) instead of
 	// missing every route (404).
 	e.UseRawPath = true
-	s := &Server{opts: opts, log: opts.Logger.With("component", "api"), engine: e}
+	s := &Server{opts: opts, log: opts.Logger.With("component", "api"), engine: e,
+		problems: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_api_problems_total",
+			Help: "API requests answered with a problem, by its type (invalid, unauthorized, not_found, ...)."}, []string{"type"})}
 	e.Use(s.requestID, s.recover, s.accessLog, s.cors, s.limitBody)
 	e.NoRoute(func(c *gin.Context) {
 		fail(c, errCode("not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path))
@@ -88,6 +99,9 @@ func New(opts Options) *Server {
 	s.routes()
 	return s
 }
+
+// Collector exports the API's counters to Prometheus.
+func (s *Server) Collector() prometheus.Collector { return s.problems }
 
 // Handler serves the API (mount it at /api/).
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -106,6 +120,7 @@ const (
 	ctxRequestID = "vigil.request_id"
 	ctxLogger    = "vigil.logger"
 	ctxPrincipal = "vigil.principal"
+	ctxProblem   = "vigil.problem" // the type of the problem answered
 )
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
@@ -140,6 +155,11 @@ func (s *Server) requestID(c *gin.Context) {
 	c.Set(ctxLogger, s.log.With("request_id", id))
 	c.Header("X-Request-ID", id)
 	c.Next()
+	// Counted here, outside every other middleware, so that problems of theirs (a panic
+	// recovered included) count too.
+	if t, ok := c.Get(ctxProblem); ok {
+		s.problems.WithLabelValues(t.(string)).Inc()
+	}
 }
 
 func (s *Server) recover(c *gin.Context) {
@@ -200,12 +220,34 @@ func (s *Server) cors(c *gin.Context) {
 	c.Next()
 }
 
+// limitBody bounds a request body in size (MaxBody) and in time (BodyTimeout): a client
+// trickling its body would otherwise hold a handler for as long as it likes. The time limit is
+// a read deadline on the connection; net/http clears it when the body ends (it then starts
+// watching the connection for the client going away), so a handler working past it keeps its
+// request context (TestBodyDeadlineLifted). A body not read to its end keeps the deadline, so
+// net/http's discarding of the rest after the handler is bounded too.
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBody)
+	if c.Request.Body == nil || c.Request.Body == http.NoBody {
+		c.Next()
+		return
 	}
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	c.Request.Body = timedBody{http.MaxBytesReader(c.Writer, c.Request.Body, s.opts.MaxBody)}
 	c.Next()
 }
+
+// timedBody reports a missed body deadline as errBodyTimeout.
+type timedBody struct{ io.ReadCloser }
+
+func (b timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errBodyTimeout
+	}
+	return n, err
+}
+
+var errBodyTimeout = &codedError{code: "timeout", detail: "the request body was not received in time"}
 
 // authenticate requires a valid bearer token.
 func (s *Server) authenticate(c *gin.Context) {

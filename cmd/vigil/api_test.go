@@ -5,14 +5,17 @@ package main
 // events, lists, auth, devices and patients.
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -672,10 +675,11 @@ func TestAPIBadInput(t *testing.T) {
 			{name: "truncated JSON", body: `{"a":`},
 			{name: "data after the object", body: string(valid) + ` {}`},
 			{name: "not an object", body: `[1,2]`},
-			{name: "wrong Content-Type", body: string(valid), hdr: []string{"Content-Type", "text/plain"}},
-			{name: "no Content-Type", body: string(valid), hdr: []string{"Content-Type", ""}},
-			{name: "form Content-Type", body: "a=b", hdr: []string{"Content-Type", "application/x-www-form-urlencoded"}},
+			{name: "wrong Content-Type", body: string(valid), hdr: []string{"Content-Type", "text/plain"}, status: http.StatusUnsupportedMediaType},
+			{name: "no Content-Type", body: string(valid), hdr: []string{"Content-Type", ""}, status: http.StatusUnsupportedMediaType},
+			{name: "form Content-Type", body: "a=b", hdr: []string{"Content-Type", "application/x-www-form-urlencoded"}, status: http.StatusUnsupportedMediaType},
 			{name: "over the size limit", body: big, status: http.StatusRequestEntityTooLarge},
+			{name: "over the size limit after the object", body: string(valid) + strings.Repeat(" ", 65<<10), status: http.StatusRequestEntityTooLarge},
 		}
 		if !r.emptyOK {
 			cases = append(cases, apiBadCase{name: "empty body", body: ""})
@@ -999,5 +1003,41 @@ func TestAssignDischargeRace(t *testing.T) {
 				t.Fatalf("round %d: mon-r assigned to %s, discharged", i, p)
 			}
 		}
+	}
+}
+
+// TestAPIBodyTimeout: a client that trickles its request body is answered 408 once the body
+// timeout passes, counted, and its connection closed. (That a handler may work past the
+// timeout once it has read its body is api's TestBodyDeadlineLifted.)
+func TestAPIBodyTimeout(t *testing.T) {
+	h := apiHarness(t, func(c *config) { c.bodyTimeout = 50 * time.Millisecond })
+	before := h.metricSum(t, "vigil_api_problems_total")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	body := `{"username":"admin","password":"` + adminPassword + `"}`
+	req := "POST /api/v1/auth/login HTTP/1.1\r\nHost: vigil.test\r\nContent-Type: application/json\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body[:len(body)-5] // all but the body's end
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(conn)
+	res, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatalf("no answer to a trickled body: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	var p api.Problem
+	if res.StatusCode != http.StatusRequestTimeout || json.Unmarshal(b, &p) != nil || !strings.HasSuffix(p.Type, "/timeout") {
+		t.Fatalf("trickled body: %d %s; want 408 and a timeout problem", res.StatusCode, b)
+	}
+	if _, err := rd.ReadByte(); err != io.EOF {
+		t.Fatalf("connection after the 408: %v; want it closed", err)
+	}
+	if n := h.metricSum(t, "vigil_api_problems_total"); n != before+1 {
+		t.Fatalf("vigil_api_problems_total went from %v to %v; want one more", before, n)
 	}
 }

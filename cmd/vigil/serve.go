@@ -70,6 +70,9 @@ type config struct {
 	// maxInflight limits the unacknowledged QoS 1 messages per MQTT client (zero: the broker's
 	// default).
 	maxInflight uint16
+	// bodyTimeout limits the time a client may take to send a request body (zero: the API's
+	// default).
+	bodyTimeout time.Duration
 }
 
 func (c *config) flags(s *settings) {
@@ -393,8 +396,9 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 	}
 	apiSrv := api.New(api.Options{
 		Auth: authAPI{v.auth, v}, Devices: devicesAPI{v}, Patients: patientsAPI{v}, Alerts: alertsAPI{v}, Ward: wardAPI{v},
-		Scorer: v.pipeline, Stats: statsAPI{v}, AllowedOrigins: origins, Logger: log,
+		Scorer: v.pipeline, Stats: statsAPI{v}, AllowedOrigins: origins, Logger: log, BodyTimeout: c.bodyTimeout,
 	})
+	v.metrics.MustRegister(apiSrv.Collector())
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiSrv.Handler())
 	if v.broker != nil {
