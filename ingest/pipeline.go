@@ -286,7 +286,7 @@ func (p *Pipeline) reject(ctx context.Context, h, pt, device string, e *FieldErr
 
 // Observe records a clinician's manual observation and rescores at once; it returns the new risk.
 func (p *Pipeline) Observe(ctx context.Context, h, pt, author string, v store.Vitals, t time.Time) (news2.Risk, error) {
-	if !p.isAdmitted(h, pt) {
+	if !p.isAdmitted(h, pt) && !p.admittedElsewhere(ctx, h, pt) {
 		return news2.Risk{}, &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", pt, h)}
 	}
 	s := store.Sample{Hospital: h, Patient: pt, Time: store.Millis(t), Author: author, Vitals: v}

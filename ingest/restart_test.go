@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +173,124 @@ func TestSharedMode(t *testing.T) {
 		t.Errorf("shared alert %s/%s %q; want %s/active %q", a.Priority, a.State, a.Message, refAlert.Priority, refAlert.Message)
 	}
 	checkHistory(t, alerts[0], step{ActionRaised, SystemActor, ""}, step{ActionUpdated, SystemActor, ""}, step{ActionUpdated, SystemActor, ""})
+}
+
+// TestSharedRecordChangedElsewhere: in shared mode, a change of a patient's record through one
+// process (here the SpO2 scale) applies to the samples another process scores.
+func TestSharedRecordChangedElsewhere(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	a, b := e.node, e.start(e.opts)
+	ward := NewWard(e.db, a.p, nil)
+	if _, err := ward.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A", SpO2Scale: 1}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	const sample = `{"spo2":90,"o2":true}` // scale 1: 3 + 2 for oxygen; scale 2: 0 + 2
+	score := func() int { // as stored by the last process to score the patient
+		t.Helper()
+		v, err := b.p.View(e.ctx(), hosp, pat)
+		if err != nil || !v.HasRisk {
+			t.Fatalf("View = %+v, %v; want a risk", v, err)
+		}
+		return v.Risk.Score
+	}
+	b.mustSubmit(pat, sample)
+	if got := score(); got != 5 {
+		t.Fatalf("NEWS2 on scale 1 = %d; want 5", got)
+	}
+	if _, err := ward.Update(e.ctx(), hosp, pat, func(p *store.Patient) { p.SpO2Scale = 2 }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	e.at(time.Second)
+	b.mustSubmit(pat, `{"spo2":91,"o2":true}`) // scale 1: still 5; scale 2: 2
+	if got := score(); got != 2 {
+		t.Fatalf("NEWS2 of a sample scored by the other process after the change to scale 2 = %d; want 2", got)
+	}
+}
+
+// TestSharedDischargedElsewhere: a patient discharged through one process is forgotten by the
+// others: no alert is raised for them again, their state is not written back, and their samples
+// are refused as those of any patient not admitted.
+func TestSharedDischargedElsewhere(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true; o.ConditionDelay = time.Second })
+	a, b := e.node, e.start(e.opts)
+	ward := NewWard(e.db, a.p, nil)
+	if _, err := ward.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	b.mustSubmit(pat, `{"hr":135}`)
+	b.tickAt(2 * time.Second)
+	raised := e.mustOpen(pat, KindHRHigh)
+	e.at(3 * time.Second)
+	if err := ward.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	if got := e.alert(raised.ID); got.State != store.StateResolved {
+		t.Fatalf("alert after the discharge: %s; want resolved", got.State)
+	}
+
+	b.tickAt(10 * time.Second)
+	if open, err := e.db.OpenAlerts(e.ctx(), hosp, pat); err != nil || len(open) != 0 {
+		var kinds []string
+		for _, a := range open {
+			kinds = append(kinds, a.Kind)
+		}
+		t.Fatalf("open alerts of the discharged patient after the other process's tick: %v, %v; want none", kinds, err)
+	}
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("patient state after the other process's tick: %v; want none (not written back)", err)
+	}
+	if err := b.submit(pat, `{"hr":140}`); err == nil || !strings.Contains(err.Error(), "not admitted") {
+		t.Fatalf("a sample of the discharged patient through the other process: %v; want refused, not admitted", err)
+	}
+}
+
+// TestSharedObserveAdmittedElsewhere: a manual observation through a process that has not seen
+// the patient yet is taken (the patient was admitted through another).
+func TestSharedObserveAdmittedElsewhere(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	a, b := e.node, e.start(e.opts)
+	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	hr := 135.0
+	r, err := b.p.Observe(e.ctx(), hosp, pat, "nurse1", store.Vitals{Has: store.FieldHR, HR: hr}, e.now())
+	if err != nil {
+		t.Fatalf("Observe through the other process: %v", err)
+	}
+	if r.Score != 3 {
+		t.Fatalf("risk after the observation: %+v; want score 3 (HR 135)", r)
+	}
+}
+
+// TestSharedConcurrentUpdates: two processes updating one patient at once both get their
+// change stored: the later write finds the record changed, reads it again and applies its
+// change on top.
+func TestSharedConcurrentUpdates(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	a, b := e.node, e.start(e.opts)
+	wa, wb := NewWard(e.db, a.p, nil), NewWard(e.db, b.p, nil)
+	if _, err := wa.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A", Bed: "b1"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	runs := 0
+	_, err := wa.Update(e.ctx(), hosp, pat, func(p *store.Patient) {
+		runs++
+		if runs == 1 {
+			// The other process's update lands between this one's read and its write.
+			if _, err := wb.Update(e.ctx(), hosp, pat, func(p *store.Patient) { p.Bed = "b2" }); err != nil {
+				t.Errorf("the other process's Update: %v", err)
+			}
+		}
+		p.SpO2Scale = 2
+	})
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	got, err := e.db.GetPatient(e.ctx(), hosp, pat)
+	if err != nil || got.Bed != "b2" || got.SpO2Scale != 2 || got.Version != 3 {
+		t.Fatalf("patient after both updates: %+v, %v; want bed b2 (the other's change), SpO2 scale 2, version 3", got, err)
+	}
+	if runs != 2 {
+		t.Errorf("the change was applied %d times; want 2 (once more on the newer record)", runs)
+	}
 }

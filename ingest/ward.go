@@ -67,7 +67,7 @@ func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
 	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
-	p.AdmittedAt, p.UpdatedAt = now, now
+	p.AdmittedAt, p.UpdatedAt, p.Version = now, now, 1
 	if p.SpO2Scale == 0 {
 		p.SpO2Scale = 1
 	}
@@ -87,25 +87,34 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 }
 
 // Update stores changes of a patient (apply edits a copy) and rescores with the new SpO2
-// scale and limits.
+// scale and limits. The write is versioned: a change another process stored meanwhile is read
+// again and apply runs on it, so neither change is lost.
 func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
 	defer w.lockPatient(h, id)()
-	p, err := w.st.GetPatient(ctx, h, id)
-	if err != nil {
-		return p, w.notFound(err, "patient", h, id)
-	}
-	before := p.Limits
-	apply(&p)
-	if !sameLimits(before, p.Limits) { // limits stored before they were checked do not block other edits
-		if err := w.checkLimits(p.Limits); err != nil {
-			return p, err
+	for range maxRetries {
+		p, err := w.st.GetPatient(ctx, h, id)
+		if err != nil {
+			return p, w.notFound(err, "patient", h, id)
 		}
+		before := p.Limits
+		apply(&p)
+		if !sameLimits(before, p.Limits) { // limits stored before they were checked do not block other edits
+			if err := w.checkLimits(p.Limits); err != nil {
+				return p, err
+			}
+		}
+		p.UpdatedAt = w.now()
+		p.Version++
+		err = w.st.UpdatePatient(ctx, p)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return p, w.notFound(err, "patient", h, id)
+		}
+		return p, w.pl.PatientChanged(ctx, p)
 	}
-	p.UpdatedAt = w.now()
-	if err := w.st.UpdatePatient(ctx, p); err != nil {
-		return p, w.notFound(err, "patient", h, id)
-	}
-	return p, w.pl.PatientChanged(ctx, p)
+	return store.Patient{}, conflict("patient %s keeps changing; try again", id)
 }
 
 // checkLimits refuses a patient's own alarm limits that, with the site's limits for those

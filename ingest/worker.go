@@ -276,7 +276,14 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		return result{} // not admitted here (discharged meanwhile)
 	}
 	if w.opts.Shared {
-		if err := w.refresh(ctx, pt); err != nil {
+		switch err := w.refresh(ctx, pt); {
+		case errors.Is(err, errGone):
+			w.forget(pt)
+			if j.kind == jobAck || j.kind == jobResolve {
+				return result{err: alertNotFound(j.h, j.alertID)}
+			}
+			return result{} // like a job for a patient not admitted here
+		case err != nil:
 			return result{err: err}
 		}
 	}
@@ -370,6 +377,9 @@ func (w *worker) device(pt *patient, id string, op devOp, ms int64) {
 	d := pt.devices[id]
 	switch op {
 	case devAssigned:
+		if d != nil {
+			return // told again (shared mode: another process assigned it, and this one learnt it)
+		}
 		pt.devices[id] = &device{LastSeen: ms}
 	case devUnassigned:
 		delete(pt.devices, id)
@@ -471,7 +481,10 @@ func (w *worker) tick() {
 	now := w.opts.Now()
 	for _, pt := range w.patients {
 		if w.opts.Shared {
-			if err := w.refresh(ctx, pt); err != nil {
+			if err := w.refresh(ctx, pt); errors.Is(err, errGone) {
+				w.forget(pt) // deleting the map entry being visited is safe in Go
+				continue
+			} else if err != nil {
 				continue
 			}
 			w.evaluate(ctx, pt, now)
@@ -543,25 +556,47 @@ func (w *worker) writeStates(batch []store.PatientState) {
 	}
 }
 
-// refresh reloads a patient's state and open alerts from the store (shared mode).
+// refresh reloads a patient's record, state and open alerts from the store (shared mode):
+// another process may have changed any of them. errGone: the patient was discharged.
 func (w *worker) refresh(ctx context.Context, pt *patient) error {
+	rec, err := w.st.GetPatient(ctx, pt.h, pt.p)
+	if errors.Is(err, store.ErrNotFound) {
+		return errGone
+	}
+	if err != nil {
+		return err
+	}
+	pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay) // SpO2 scale and limits changed elsewhere
+	fresh := newPatient(pt.h, pt.p)
 	st, err := w.st.GetPatientState(ctx, pt.h, pt.p)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		// None stored: nothing is known of this admission yet (a discharge elsewhere deleted
+		// what this process still holds of an earlier one).
 		pt.version = 0
 	case err != nil:
 		return err
 	default:
-		fresh := newPatient(pt.h, pt.p)
 		if _, err := fresh.decode(st.Data); err != nil {
 			return err
 		}
-		pt.params, pt.conds, pt.devices, pt.implausible = fresh.params, fresh.conds, fresh.devices, fresh.implausible
-		pt.risk, pt.published = fresh.risk, fresh.published
 		pt.version = st.Version
 	}
+	pt.params, pt.conds, pt.devices, pt.implausible = fresh.params, fresh.conds, fresh.devices, fresh.implausible
+	pt.risk, pt.published = fresh.risk, fresh.published
 	w.reloadAlerts(ctx, pt)
 	return nil
+}
+
+// errGone: a patient this process holds was discharged by another (shared mode).
+var errGone = errors.New("patient discharged")
+
+// forget drops a patient discharged by another process (shared mode): its samples are refused
+// from now on, as any patient's not admitted.
+func (w *worker) forget(pt *patient) {
+	delete(w.patients, key{pt.h, pt.p})
+	w.pl.setAdmitted(pt.h, pt.p, false)
+	w.log.Info("patient discharged by another process; forgotten here", "hospital", pt.h, "patient", pt.p)
 }
 
 // save stores the patient's state with a version check (shared mode).

@@ -107,6 +107,9 @@ type Patient struct {
 	Limits     AlarmLimits `json:"limits" bson:"limits"`
 	AdmittedAt time.Time   `json:"admitted_at" bson:"admitted_at"`
 	UpdatedAt  time.Time   `json:"updated_at" bson:"updated_at"`
+	// Version counts the record's changes: 1 at admission (0 in records stored before
+	// versions), one more with each update.
+	Version int64 `json:"version" bson:"version"`
 }
 
 // Fields is the set of measurements a Vitals value holds.
@@ -331,6 +334,8 @@ type Devices interface {
 type Patients interface {
 	CreatePatient(ctx context.Context, p Patient) error // ErrConflict when admitted already
 	GetPatient(ctx context.Context, hospital, id string) (Patient, error)
+	// UpdatePatient stores p if the stored version is p.Version-1 (ErrConflict otherwise:
+	// another change came first; ErrNotFound when the patient is gone).
 	UpdatePatient(ctx context.Context, p Patient) error
 	DeletePatient(ctx context.Context, hospital, id string) error
 	ListPatients(ctx context.Context, hospital string, pg Page) ([]Patient, string, error) // by ID; hospital "" lists all

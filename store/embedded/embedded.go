@@ -229,7 +229,9 @@ func (d *DB) write(key string, v any, check func(found bool) error, index ...str
 }
 
 // versioned stores v at key if the stored record's version is version-1 (absent counts as 0).
-func (d *DB) versioned(key string, version int64, v any) error {
+// versioned stores v under key if the stored version is version-1. A missing record is
+// ErrNotFound when it must exist (an update), version 0 otherwise (a first save).
+func (d *DB) versioned(key string, version int64, v any, mustExist bool) error {
 	val, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -241,6 +243,8 @@ func (d *DB) versioned(key string, version int64, v any) error {
 			Version int64 `json:"version"`
 		}
 		switch err := d.getLocked(key, &cur); {
+		case errors.Is(err, store.ErrNotFound) && mustExist:
+			return err
 		case errors.Is(err, store.ErrNotFound):
 			cur.Version = 0
 		case err != nil:

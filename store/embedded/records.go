@@ -123,7 +123,7 @@ func (d *DB) GetPatient(ctx context.Context, h, id string) (store.Patient, error
 }
 
 func (d *DB) UpdatePatient(ctx context.Context, p store.Patient) error {
-	return notFound("patient "+p.Hospital+"/"+p.ID, d.replace(patientKey(p.Hospital, p.ID), p))
+	return notFound("patient "+p.Hospital+"/"+p.ID, d.versioned(patientKey(p.Hospital, p.ID), p.Version, p, true))
 }
 
 func (d *DB) DeletePatient(ctx context.Context, h, id string) error {
@@ -333,7 +333,7 @@ func (d *DB) GetPatientState(ctx context.Context, h, p string) (store.PatientSta
 }
 
 func (d *DB) PutPatientState(ctx context.Context, st store.PatientState) error {
-	return notFound("patient state "+st.Hospital+"/"+st.Patient, d.versioned(stateKey(st.Hospital, st.Patient), st.Version, st))
+	return notFound("patient state "+st.Hospital+"/"+st.Patient, d.versioned(stateKey(st.Hospital, st.Patient), st.Version, st, false))
 }
 
 func (d *DB) SavePatientStates(ctx context.Context, sts []store.PatientState) error {
@@ -371,10 +371,7 @@ func (d *DB) CreateTriageCase(ctx context.Context, c store.TriageCase) error {
 }
 
 func (d *DB) UpdateTriageCase(ctx context.Context, c store.TriageCase) error {
-	if _, err := d.GetTriageCase(ctx, c.Hospital, c.ID); err != nil {
-		return err
-	}
-	return notFound("triage case "+c.ID, d.versioned(triageKey(c.Hospital, c.ID), c.Version, c))
+	return notFound("triage case "+c.ID, d.versioned(triageKey(c.Hospital, c.ID), c.Version, c, true))
 }
 
 func (d *DB) GetTriageCase(ctx context.Context, h, id string) (store.TriageCase, error) {

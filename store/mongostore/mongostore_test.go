@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/vigilhq/vigil/internal/testenv"
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/store/mongostore"
@@ -113,5 +117,37 @@ func TestUnavailable(t *testing.T) {
 	}
 	if _, err := s.GetUser(ctx, "alice"); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("GetUser with the server down = %v; want ErrUnavailable", err)
+	}
+}
+
+// TestPatientStoredBeforeVersions: a patient document written before records had a version
+// (no version field) is updated as version 0, once; the next stale write is refused.
+func TestPatientStoredBeforeVersions(t *testing.T) {
+	f := &factory{dbs: map[store.Store]string{}}
+	s := f.Open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := mongo.Connect(options.Client().ApplyURI(testURI(t, f.dbs[s])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Disconnect(ctx)
+	old := bson.D{{Key: "_id", Value: "h1/p1"}, {Key: "hospital", Value: "h1"}, {Key: "id", Value: "p1"}, {Key: "name", Value: "Ada"}, {Key: "spo2_scale", Value: 1}}
+	if _, err := cl.Database(f.dbs[s]).Collection("patients").InsertOne(ctx, old); err != nil {
+		t.Fatalf("inserting a document without version: %v", err)
+	}
+	p, err := s.GetPatient(ctx, "h1", "p1")
+	if err != nil || p.Version != 0 {
+		t.Fatalf("GetPatient = %+v, %v; want version 0", p, err)
+	}
+	p.Bed, p.Version = "b1", 1
+	if err := s.UpdatePatient(ctx, p); err != nil {
+		t.Fatalf("UpdatePatient(version 1) of a document without version: %v", err)
+	}
+	if err := s.UpdatePatient(ctx, p); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("UpdatePatient(version 1) again: %v; want a conflict", err)
+	}
+	if got, err := s.GetPatient(ctx, "h1", "p1"); err != nil || got.Bed != "b1" || got.Version != 1 {
+		t.Fatalf("GetPatient after the update = %+v, %v; want bed b1, version 1", got, err)
 	}
 }

@@ -170,8 +170,15 @@ func (s *Store) deleteOne(ctx context.Context, c *mongo.Collection, filter bson.
 
 // versioned replaces the document id if its stored version is doc's version-1. It tells a
 // missing document (ErrNotFound) from a newer one (ErrConflict).
+// versioned replaces the document id with doc if its stored version is version-1
+// (ErrConflict otherwise, ErrNotFound when there is none). Version 0 is also a document
+// without the field, stored before it had one.
 func (s *Store) versioned(ctx context.Context, c *mongo.Collection, id string, version int64, doc any) error {
-	err := s.replace(ctx, c, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version - 1}}, doc)
+	var want any = version - 1
+	if version == 1 {
+		want = bson.D{{Key: "$in", Value: bson.A{int64(0), nil}}}
+	}
+	err := s.replace(ctx, c, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: want}}, doc)
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -260,7 +267,7 @@ func (s *Store) GetPatient(ctx context.Context, h, id string) (store.Patient, er
 
 func (s *Store) UpdatePatient(ctx context.Context, p store.Patient) error {
 	id := hid(p.Hospital, p.ID)
-	return what("patient", id, s.replace(ctx, s.patients, bson.D{{Key: "_id", Value: id}}, patientDoc{id, p}))
+	return what("patient", id, s.versioned(ctx, s.patients, id, p.Version, patientDoc{id, p}))
 }
 
 func (s *Store) DeletePatient(ctx context.Context, h, id string) error {

@@ -212,14 +212,25 @@ func testPatients(t *testing.T, f Factory) {
 	_, err = s.GetPatient(ctx, "h2", "p1")
 	wantErr(t, err, store.ErrNotFound, "GetPatient(other hospital)")
 
+	// Updates are versioned: p was stored with version 0 (as records stored before versions).
 	hr := 130.0
 	got.Limits.HRHigh = &hr
 	got.Bed = "b9"
+	got.Version = 1
 	must(t, s.UpdatePatient(ctx, got), "UpdatePatient")
-	if again, _ := s.GetPatient(ctx, "h1", "p1"); again.Bed != "b9" || again.Limits.HRHigh == nil || *again.Limits.HRHigh != 130 {
+	if again, _ := s.GetPatient(ctx, "h1", "p1"); again.Bed != "b9" || again.Limits.HRHigh == nil || *again.Limits.HRHigh != 130 || again.Version != 1 {
 		t.Fatalf("after UpdatePatient = %+v", again)
 	}
-	wantErr(t, s.UpdatePatient(ctx, store.Patient{Hospital: "h1", ID: "nobody"}), store.ErrNotFound, "UpdatePatient(missing)")
+	stale := got
+	stale.Bed = "b7"
+	wantErr(t, s.UpdatePatient(ctx, stale), store.ErrConflict, "UpdatePatient(stale version)")
+	got.Bed, got.Version = "b8", 2
+	must(t, s.UpdatePatient(ctx, got), "UpdatePatient(version 2)")
+	if again, _ := s.GetPatient(ctx, "h1", "p1"); again.Bed != "b8" || again.Version != 2 {
+		t.Fatalf("after the second UpdatePatient = %+v; want bed b8, version 2", again)
+	}
+	wantErr(t, s.UpdatePatient(ctx, store.Patient{Hospital: "h1", ID: "nobody", Version: 1}), store.ErrNotFound, "UpdatePatient(missing)")
+	wantErr(t, s.UpdatePatient(ctx, store.Patient{Hospital: "h1", ID: "nobody", Version: 5}), store.ErrNotFound, "UpdatePatient(missing, version 5)")
 
 	for i := range 7 {
 		must(t, s.CreatePatient(ctx, store.Patient{Hospital: "h1", ID: fmt.Sprintf("q%d", i), SpO2Scale: 1}), "CreatePatient")
