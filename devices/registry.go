@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +53,22 @@ const (
 	SecretRotated
 	Deleted
 )
+
+func (k ChangeKind) String() string {
+	switch k {
+	case Provisioned:
+		return "provisioned"
+	case Assigned:
+		return "assigned"
+	case Unassigned:
+		return "unassigned"
+	case SecretRotated:
+		return "secret rotated"
+	case Deleted:
+		return "deleted"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", uint8(k))
+}
 
 // Change is one change of a device.
 type Change struct {
@@ -117,21 +134,75 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		opts.Now = time.Now
 	}
 	r := &Registry{st: st, log: opts.Logger.With("component", "devices"), now: opts.Now, byID: map[string]entry{}}
+	err := listAll(ctx, st, "", func(d Record) { r.byID[d.ID] = toEntry(d) })
+	if err != nil {
+		return nil, fmt.Errorf("loading devices: %w", err)
+	}
+	return r, nil
+}
+
+// listAll calls f with every stored device of hospital h ("": all).
+func listAll(ctx context.Context, st Store, h string, f func(Record)) error {
 	cursor := ""
 	for {
-		recs, next, err := st.ListDevices(ctx, "", 1000, cursor)
+		recs, next, err := st.ListDevices(ctx, h, 1000, cursor)
 		if err != nil {
-			return nil, fmt.Errorf("loading devices: %w", err)
+			return err
 		}
 		for _, d := range recs {
-			r.byID[d.ID] = toEntry(d)
+			f(d)
 		}
 		if next == "" {
-			break
+			return nil
 		}
 		cursor = next
 	}
-	return r, nil
+}
+
+// Sync takes in the changes other processes sharing the store made to devices (several Vigil
+// processes on one MongoDB): every device is read again, and each difference from memory is
+// applied and announced as the change itself was where it happened.
+func (r *Registry) Sync(ctx context.Context) error {
+	r.write.Lock()
+	defer r.write.Unlock()
+	stored := map[string]Record{}
+	if err := listAll(ctx, r.st, "", func(d Record) { stored[d.ID] = d }); err != nil {
+		return err
+	}
+	var changes []Change
+	r.mu.Lock()
+	for id, d := range stored {
+		e, had := r.byID[id]
+		n := toEntry(d)
+		r.byID[id] = n
+		switch {
+		case !had:
+			changes = append(changes, Change{Kind: Provisioned, Hospital: d.Hospital, Device: id})
+			if d.Patient != "" {
+				changes = append(changes, Change{Kind: Assigned, Hospital: d.Hospital, Device: id, Patient: d.Patient})
+			}
+			continue
+		case e.patient != d.Patient && d.Patient == "":
+			changes = append(changes, Change{Kind: Unassigned, Hospital: d.Hospital, Device: id, OldPatient: e.patient})
+		case e.patient != d.Patient:
+			changes = append(changes, Change{Kind: Assigned, Hospital: d.Hospital, Device: id, Patient: d.Patient, OldPatient: e.patient})
+		}
+		if e.hash != n.hash {
+			changes = append(changes, Change{Kind: SecretRotated, Hospital: d.Hospital, Device: id, Patient: d.Patient, OldPatient: d.Patient})
+		}
+	}
+	for id, e := range r.byID {
+		if _, ok := stored[id]; !ok {
+			delete(r.byID, id)
+			changes = append(changes, Change{Kind: Deleted, Hospital: e.hospital, Device: id, OldPatient: e.patient})
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range changes {
+		r.log.Info("device changed by another process", "hospital", c.Hospital, "device", c.Device, "change", c.Kind.String(), "patient", c.Patient, "was", c.OldPatient)
+		r.announce(c)
+	}
+	return nil
 }
 
 func toEntry(d Record) entry {
@@ -320,12 +391,23 @@ func (r *Registry) setPatient(ctx context.Context, h, id, p string) (Record, err
 	return d, nil
 }
 
-// UnassignPatient detaches every device of patient p (discharge).
+// UnassignPatient detaches every device of patient p (discharge): those the store says are
+// assigned to p (another process sharing the store may have assigned them) and those memory
+// does.
 func (r *Registry) UnassignPatient(ctx context.Context, h, p string) error {
 	r.write.Lock()
 	defer r.write.Unlock()
+	ids := r.AssignedTo(h, p)
+	err := listAll(ctx, r.st, h, func(d Record) {
+		if d.Patient == p && !slices.Contains(ids, d.ID) {
+			ids = append(ids, d.ID)
+		}
+	})
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for _, id := range r.AssignedTo(h, p) {
+	for _, id := range ids {
 		if _, err := r.setPatient(ctx, h, id, ""); err != nil {
 			errs = append(errs, err)
 		}

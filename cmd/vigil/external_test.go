@@ -329,17 +329,67 @@ func TestExternalBroker(t *testing.T) {
 			t.Fatalf("patient %s has %d NEWS2 alerts %+v; want %d", id, len(alerts.Items), alerts.Items, wantAlerts)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for p := 0; p < patients; p += 2 {
-		raised := 0
-		for _, e := range events[fmt.Sprintf("p%d", p)] {
-			if d, ok := e["data"].(map[string]any); ok && d["action"] == "raised" {
-				raised++
+	func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for p := 0; p < patients; p += 2 {
+			raised := 0
+			for _, e := range events[fmt.Sprintf("p%d", p)] {
+				if d, ok := e["data"].(map[string]any); ok && d["action"] == "raised" {
+					raised++
+				}
+			}
+			if raised == 0 {
+				t.Fatalf("no patient_alert raised for p%d reached the external broker", p)
 			}
 		}
-		if raised == 0 {
-			t.Fatalf("no patient_alert raised for p%d reached the external broker", p)
+	}()
+
+	// Devices and discharges across the processes: a device assigned through A feeds its patient
+	// in B too (B's registry takes it in within its sync interval), and a discharge through B
+	// unassigns it, although B's own API never assigned it.
+	if st, out := a.do("POST", "/api/v1/hospitals/h1/devices", token, map[string]any{"id": "mon-x"}); st != 201 {
+		t.Fatalf("provision through A: %d %s", st, out)
+	}
+	if st, out := a.do("PUT", "/api/v1/hospitals/h1/devices/mon-x/assignment", token, map[string]any{"patient": "p1"}); st != 200 {
+		t.Fatalf("assign through A: %d %s", st, out)
+	}
+	var pat struct{ Devices []string }
+	deadline := time.Now().Add(3 * registrySyncEvery)
+	for {
+		_, out := bp.do("GET", "/api/v1/hospitals/h1/patients/p1", token, nil)
+		pat.Devices = nil
+		json.Unmarshal(out, &pat)
+		if len(pat.Devices) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if fmt.Sprint(pat.Devices) != "[mon-x]" {
+		t.Fatalf("patient p1 through B lists devices %v; want [mon-x], assigned through A", pat.Devices)
+	}
+	// A second device assigned through A just before the discharge: B's registry has not
+	// synced yet (it does every 5 s); the discharge finds it in the store.
+	for _, step := range []struct{ method, path string }{{"POST", "/devices"}, {"PUT", "/devices/mon-y/assignment"}} {
+		body := map[string]any{"id": "mon-y"}
+		if step.method == "PUT" {
+			body = map[string]any{"patient": "p1"}
+		}
+		if st, out := a.do(step.method, "/api/v1/hospitals/h1"+step.path, token, body); st != 201 && st != 200 {
+			t.Fatalf("%s %s through A: %d %s", step.method, step.path, st, out)
+		}
+	}
+	if st, out := bp.do("DELETE", "/api/v1/hospitals/h1/patients/p1", token, nil); st != 204 {
+		t.Fatalf("discharge through B: %d %s", st, out)
+	}
+	_, out := a.do("GET", "/api/v1/hospitals/h1/devices", token, nil)
+	var list struct {
+		Items []struct{ ID, Patient string }
+	}
+	json.Unmarshal(out, &list)
+	for _, d := range list.Items {
+		if (d.ID == "mon-x" || d.ID == "mon-y") && d.Patient != "" {
+			t.Fatalf("device %s after p1's discharge through B: assigned to %q; want unassigned", d.ID, d.Patient)
 		}
 	}
 }

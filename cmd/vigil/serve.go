@@ -233,8 +233,11 @@ type vigil struct {
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
 	app      atomic.Pointer[appHandler] // the full HTTP surface, once started
-	pprof    *http.Server
-	started  atomic.Bool
+	// syncStop ends the device registry's sync with the store (external broker mode), which
+	// closes syncDone when it has.
+	syncStop, syncDone chan struct{}
+	pprof              *http.Server
+	started            atomic.Bool
 }
 
 // start builds and starts everything; stop undoes it in reverse.
@@ -378,6 +381,9 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 	if err := retry(ctx, log, "starting ingest", func() error { return v.pipeline.Start(ctx) }); err != nil {
 		return nil, err
 	}
+	if c.BrokerURL != "" {
+		v.syncDevices(registrySyncEvery)
+	}
 	if v.broker != nil {
 		if err := v.broker.Start(); err != nil {
 			return nil, fmt.Errorf("--mqtt-addr: %w", err)
@@ -431,6 +437,34 @@ func (v *vigil) brokerName() string {
 		return "external"
 	}
 	return "embedded"
+}
+
+// registrySyncEvery is how often, with an external broker, the device registry takes in the
+// changes other Vigil processes sharing the store made.
+const registrySyncEvery = 5 * time.Second
+
+// syncDevices keeps the device registry in step with the store every interval: with an
+// external broker several Vigil processes share the store, and a device assigned through one
+// must feed its patient (and leave a discharged one) in all of them.
+func (v *vigil) syncDevices(every time.Duration) {
+	v.syncStop, v.syncDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(v.syncDone)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-v.syncStop:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), every)
+				if err := v.registry.Sync(ctx); err != nil {
+					v.log.Warn("device registry sync failed; retrying", "err", store.Cause(err))
+				}
+				cancel()
+			}
+		}
+	}()
 }
 
 // seedAssignments tells the pipeline which device feeds which patient before it starts.
@@ -561,6 +595,10 @@ func (v *vigil) stop() error {
 	}
 	if v.remote != nil {
 		errs = append(errs, v.remote.Close(ctx))
+	}
+	if v.syncStop != nil {
+		close(v.syncStop)
+		<-v.syncDone
 	}
 	if v.pipeline != nil {
 		errs = append(errs, v.pipeline.Close(ctx))
