@@ -25,6 +25,7 @@ type WardStore interface {
 	GetTriageCase(ctx context.Context, hospital, id string) (store.TriageCase, error)
 	ListTriageCases(ctx context.Context, hospital string, pg store.Page) ([]store.TriageCase, string, error)
 	PutBed(ctx context.Context, b store.Bed) error
+	GetBed(ctx context.Context, hospital, id string) (store.Bed, error)
 	PutStaff(ctx context.Context, s store.StaffMember) error
 	CreateBroadcast(ctx context.Context, b store.Broadcast) error
 }
@@ -45,6 +46,10 @@ type Ward struct {
 	// another update (one change lost) or a discharge (the pipeline would take the discharged
 	// patient back). Striped by patient, so the lock set does not grow.
 	patients [64]sync.Mutex
+	// beds serialises the changes that keep beds and patients in step (a bed's patient is the
+	// patient whose record names the bed): admissions, updates, discharges and bed changes.
+	// Taken before a patient's lock.
+	beds sync.Mutex
 }
 
 // lockPatient takes the lock of patient h/id and returns its unlock.
@@ -65,6 +70,8 @@ func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 
 // Admit stores a new patient and starts watching them.
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
+	w.beds.Lock()
+	defer w.beds.Unlock()
 	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
 	p.AdmittedAt, p.UpdatedAt, p.Version = now, now, 1
@@ -74,12 +81,16 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 	if err := w.checkLimits(p.Limits); err != nil {
 		return store.Patient{}, err
 	}
+	if err := w.bedFor(ctx, p.Hospital, p.Bed, p.ID); err != nil {
+		return store.Patient{}, err
+	}
 	if err := w.st.CreatePatient(ctx, p); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return store.Patient{}, conflict("patient %s is admitted already in hospital %s", p.ID, p.Hospital)
 		}
 		return store.Patient{}, err
 	}
+	w.moveBed(ctx, p.Hospital, p.ID, "", p.Bed)
 	if err := w.pl.PatientChanged(ctx, p); err != nil {
 		return p, err
 	}
@@ -90,18 +101,42 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 // scale and limits. The write is versioned: a change another process stored meanwhile is read
 // again and apply runs on it, so neither change is lost.
 func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
+	w.beds.Lock()
+	defer w.beds.Unlock()
 	defer w.lockPatient(h, id)()
+	var oldBed string
+	p, err := w.update(ctx, h, id, func(p *store.Patient) error {
+		before := *p
+		apply(p)
+		if !sameLimits(before.Limits, p.Limits) { // limits stored before they were checked do not block other edits
+			if err := w.checkLimits(p.Limits); err != nil {
+				return err
+			}
+		}
+		oldBed = before.Bed
+		if p.Bed != before.Bed {
+			return w.bedFor(ctx, h, p.Bed, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	w.moveBed(ctx, h, id, oldBed, p.Bed)
+	return p, w.pl.PatientChanged(ctx, p)
+}
+
+// update stores a change of a patient's record (edit changes a copy; an error from it stops the
+// update) with a version check: a change another process stored meanwhile is read again and
+// edit runs on it. Called with the patient's lock held.
+func (w *Ward) update(ctx context.Context, h, id string, edit func(*store.Patient) error) (store.Patient, error) {
 	for range maxRetries {
 		p, err := w.st.GetPatient(ctx, h, id)
 		if err != nil {
 			return p, w.notFound(err, "patient", h, id)
 		}
-		before := p.Limits
-		apply(&p)
-		if !sameLimits(before, p.Limits) { // limits stored before they were checked do not block other edits
-			if err := w.checkLimits(p.Limits); err != nil {
-				return p, err
-			}
+		if err := edit(&p); err != nil {
+			return p, err
 		}
 		p.UpdatedAt = w.now()
 		p.Version++
@@ -112,9 +147,49 @@ func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patie
 		if err != nil {
 			return p, w.notFound(err, "patient", h, id)
 		}
-		return p, w.pl.PatientChanged(ctx, p)
+		return p, nil
 	}
 	return store.Patient{}, conflict("patient %s keeps changing; try again", id)
+}
+
+// bedFor checks that bed b of hospital h can take patient p: no other patient is in it.
+func (w *Ward) bedFor(ctx context.Context, h, b, p string) error {
+	if b == "" {
+		return nil
+	}
+	bed, err := w.st.GetBed(ctx, h, b)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case bed.Patient != "" && bed.Patient != p:
+		return conflict("bed %s is occupied by patient %s; move or discharge them first", b, bed.Patient)
+	}
+	return nil
+}
+
+// moveBed records that patient p left bed from (which is to be cleaned, if p was still in it)
+// and is in bed to (occupied by p), and publishes each bed changed. The patient's record is
+// stored already: a bed that fails to follow is logged, and put right by the next change.
+func (w *Ward) moveBed(ctx context.Context, h, p, from, to string) {
+	if from == to {
+		return
+	}
+	if from != "" {
+		if bed, err := w.st.GetBed(ctx, h, from); err == nil && bed.Patient == p {
+			w.storeBed(ctx, store.Bed{Hospital: h, ID: from, Status: BedCleaning})
+		}
+	}
+	if to != "" {
+		w.storeBed(ctx, store.Bed{Hospital: h, ID: to, Status: BedOccupied, Patient: p})
+	}
+}
+
+func (w *Ward) storeBed(ctx context.Context, b store.Bed) {
+	if _, err := w.putBed(ctx, b); err != nil {
+		w.pl.log.Warn("bed not updated after its patient's change", "hospital", b.Hospital, "bed", b.ID, "patient", b.Patient, "err", store.Cause(err))
+	}
 }
 
 // checkLimits refuses a patient's own alarm limits that, with the site's limits for those
@@ -152,8 +227,11 @@ func sameLimits(a, b store.AlarmLimits) bool {
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices
 // and removes them.
 func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
+	w.beds.Lock()
+	defer w.beds.Unlock()
 	defer w.lockPatient(h, id)()
-	if _, err := w.st.GetPatient(ctx, h, id); err != nil {
+	rec, err := w.st.GetPatient(ctx, h, id)
+	if err != nil {
 		return w.notFound(err, "patient", h, id)
 	}
 	if err := w.pl.Discharge(ctx, h, id, actor); err != nil {
@@ -167,12 +245,18 @@ func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
 	if err := w.st.DeletePatient(ctx, h, id); err != nil {
 		return w.notFound(err, "patient", h, id)
 	}
+	w.moveBed(ctx, h, id, rec.Bed, "")
 	if w.det != nil {
 		// Once more: a device assigned meanwhile (its check saw the patient still admitted) is
 		// found now; an assignment after this finds the patient gone (see devices.Registry.Assign).
 		return w.det.UnassignPatient(ctx, h, id)
 	}
 	return nil
+}
+
+func isNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.code == "not_found"
 }
 
 func (w *Ward) notFound(err error, what, h, id string) error {
@@ -310,8 +394,68 @@ func (w *Ward) publishTriage(ctx context.Context, c store.TriageCase) {
 	w.pl.publishEnvelope(ctx, topics.TriageQueue(c.Hospital), TypeTriageUpdated, c.Hospital, "", snap, true)
 }
 
-// PutBed stores a bed's status and publishes bed_status_changed (retained).
+// Bed statuses.
+const (
+	BedFree     = "free"
+	BedOccupied = "occupied"
+	BedCleaning = "cleaning"
+	BedBlocked  = "blocked"
+)
+
+// PutBed stores a bed's status and patient and publishes bed_status_changed (retained). Beds
+// and patients stay in step: the bed's patient must be admitted, and their record then names
+// this bed (the bed they leave is to be cleaned); a patient the bed no longer has loses it from
+// their record; a bed with a patient cannot be given to another (409: move or discharge first).
 func (w *Ward) PutBed(ctx context.Context, b store.Bed) (store.Bed, error) {
+	w.beds.Lock()
+	defer w.beds.Unlock()
+	cur, err := w.st.GetBed(ctx, b.Hospital, b.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return b, err
+	}
+	if b.Patient != "" && cur.Patient != "" && cur.Patient != b.Patient {
+		return b, conflict("bed %s is occupied by patient %s; move or discharge them first", b.ID, cur.Patient)
+	}
+	if b.Patient != "" {
+		unlock := w.lockPatient(b.Hospital, b.Patient)
+		var from string
+		_, err := w.update(ctx, b.Hospital, b.Patient, func(p *store.Patient) error {
+			from, p.Bed = p.Bed, b.ID
+			return nil
+		})
+		unlock()
+		if isNotFound(err) {
+			return b, &FieldError{Key: "patient", Why: fmt.Sprintf("patient %s is not admitted in hospital %s", b.Patient, b.Hospital)}
+		}
+		if err != nil {
+			return b, err
+		}
+		if from != b.ID {
+			w.moveBed(ctx, b.Hospital, b.Patient, from, "")
+		}
+	}
+	if cur.Patient != "" && cur.Patient != b.Patient {
+		// The bed's patient leaves it (to no bed): their record no longer names it.
+		unlock := w.lockPatient(b.Hospital, cur.Patient)
+		_, err := w.update(ctx, b.Hospital, cur.Patient, func(p *store.Patient) error {
+			if p.Bed != b.ID {
+				return errSkip
+			}
+			p.Bed = ""
+			return nil
+		})
+		unlock()
+		if err != nil && err != errSkip && !isNotFound(err) {
+			return b, err
+		}
+	}
+	return w.putBed(ctx, b)
+}
+
+// errSkip stops an update that finds nothing to change.
+var errSkip = errors.New("nothing to change")
+
+func (w *Ward) putBed(ctx context.Context, b store.Bed) (store.Bed, error) {
 	b.UpdatedAt = w.now()
 	if err := w.st.PutBed(ctx, b); err != nil {
 		return b, err

@@ -163,6 +163,8 @@ func TestTriage(t *testing.T) {
 func TestBedsStaffBroadcast(t *testing.T) {
 	e := newEnv(t, nil)
 	w := NewWard(e.db, e.p, nil)
+	e.admit(pat, nil) // a bed's patient must be admitted
+	e.events()
 	tests := []struct {
 		name    string
 		do      func() error
@@ -218,6 +220,95 @@ func TestBedsStaffBroadcast(t *testing.T) {
 	if s, err := e.db.GetStaff(e.ctx(), hosp, "s1"); err != nil || !s.Available {
 		t.Errorf("stored staff = %+v, %v; want available", s, err)
 	}
+}
+
+// TestBedsFollowPatients: beds and patients' records stay in step whichever side changes: a
+// patient's bed is occupied by them, the bed they leave is to be cleaned, a bed cannot hold two
+// patients, and a bed's patient must be admitted.
+func TestBedsFollowPatients(t *testing.T) {
+	e := newEnv(t, nil)
+	w := NewWard(e.db, e.p, nil)
+	bed := func(id string) store.Bed {
+		t.Helper()
+		b, err := e.db.GetBed(e.ctx(), hosp, id)
+		if err != nil {
+			t.Fatalf("GetBed(%s): %v", id, err)
+		}
+		return b
+	}
+	bedOf := func(p string) string {
+		t.Helper()
+		rec, err := e.db.GetPatient(e.ctx(), hosp, p)
+		if err != nil {
+			t.Fatalf("GetPatient(%s): %v", p, err)
+		}
+		return rec.Bed
+	}
+	want := func(id, status, patient string) {
+		t.Helper()
+		if b := bed(id); b.Status != status || b.Patient != patient {
+			t.Fatalf("bed %s: %s, patient %q; want %s, patient %q", id, b.Status, b.Patient, status, patient)
+		}
+	}
+
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: "p1", Name: "A", Bed: "b1"}); err != nil {
+		t.Fatalf("Admit p1 in b1: %v", err)
+	}
+	want("b1", BedOccupied, "p1")
+	if evs := onTopic(e.events(), "hospital/h1/bed/b1"); len(evs) != 1 || evs[0].Type != TypeBedChanged {
+		t.Errorf("events on b1's topic after the admission: %+v; want one bed_status_changed", evs)
+	}
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: "p2", Name: "B", Bed: "b1"}); code(err) != "conflict" {
+		t.Fatalf("Admit p2 in p1's bed = %v; want a conflict", err)
+	}
+	if _, err := e.db.GetPatient(e.ctx(), hosp, "p2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("p2 after the refused admission: %v; want not admitted", err)
+	}
+
+	// The patient's record changes: the old bed is to be cleaned, the new one is theirs.
+	if _, err := w.Update(e.ctx(), hosp, "p1", func(p *store.Patient) { p.Bed = "b2" }); err != nil {
+		t.Fatalf("Update p1 to b2: %v", err)
+	}
+	want("b1", BedCleaning, "")
+	want("b2", BedOccupied, "p1")
+
+	// The bed changes: the patient's record follows.
+	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b3", Status: BedOccupied, Patient: "p1"}); err != nil {
+		t.Fatalf("PutBed b3 with p1: %v", err)
+	}
+	if got := bedOf("p1"); got != "b3" {
+		t.Fatalf("p1's bed after PutBed b3: %q; want b3", got)
+	}
+	want("b2", BedCleaning, "")
+	e.admit("p2", nil)
+	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b3", Status: BedOccupied, Patient: "p2"}); code(err) != "conflict" {
+		t.Fatalf("PutBed b3 with p2 while p1 is in it = %v; want a conflict", err)
+	}
+	if _, err := w.Update(e.ctx(), hosp, "p2", func(p *store.Patient) { p.Bed = "b3" }); code(err) != "conflict" {
+		t.Fatalf("Update p2 into p1's bed = %v; want a conflict", err)
+	}
+	var fe *FieldError
+	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b4", Status: BedOccupied, Patient: "ghost"}); !errors.As(err, &fe) || fe.Key != "patient" {
+		t.Fatalf("PutBed with a patient not admitted = %v; want an invalid patient", err)
+	}
+	if _, err := e.db.GetBed(e.ctx(), hosp, "b4"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("bed b4 after the refused change: %v; want none stored", err)
+	}
+	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b3", Status: BedFree}); err != nil {
+		t.Fatalf("PutBed b3 free: %v", err)
+	}
+	if got := bedOf("p1"); got != "" {
+		t.Fatalf("p1's bed after b3 was freed: %q; want none", got)
+	}
+
+	// A discharge leaves the bed to be cleaned.
+	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b5", Status: BedOccupied, Patient: "p1"}); err != nil {
+		t.Fatalf("PutBed b5 with p1: %v", err)
+	}
+	if err := w.Discharge(e.ctx(), hosp, "p1", "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	want("b5", BedCleaning, "")
 }
 
 // failingStore is the real store with alert updates failing on demand (a store outage), and

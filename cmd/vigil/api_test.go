@@ -275,7 +275,7 @@ func (w *apiWorld) routes() []apiRoute {
 		}},
 
 		{"POST", "/hospitals/:h/patients", "nurse", 201, func(*testing.T) (string, any) {
-			return "/hospitals/h1/patients", map[string]any{"id": fresh("pn"), "name": "New Patient", "bed": "bed-9", "spo2_scale": 2}
+			return "/hospitals/h1/patients", map[string]any{"id": fresh("pn"), "name": "New Patient", "bed": fresh("bed"), "spo2_scale": 2}
 		}},
 		{"GET", "/hospitals/:h/patients", "staff", 200, fixedReq("/hospitals/h1/patients", nil)},
 		{"GET", "/hospitals/:h/patients/:p", "staff", 200, fixedReq("/hospitals/h1/patients/pm", nil)},
