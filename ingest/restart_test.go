@@ -185,7 +185,8 @@ func TestSharedRecordChangedElsewhere(t *testing.T) {
 		t.Fatalf("Admit: %v", err)
 	}
 	const sample = `{"spo2":90,"o2":true}` // scale 1: 3 + 2 for oxygen; scale 2: 0 + 2
-	score := func() int {                  // as stored by the last process to score the patient
+	// score is the risk as stored by the last process to score the patient.
+	score := func() int {
 		t.Helper()
 		v, err := b.p.View(e.ctx(), hosp, pat)
 		if err != nil || !v.HasRisk {
