@@ -295,3 +295,67 @@ func TestSharedConcurrentUpdates(t *testing.T) {
 		t.Errorf("the change was applied %d times; want 2 (once more on the newer record)", runs)
 	}
 }
+
+// TestSharedDischargeThroughAnother: a discharge through a process that never held the
+// patient still resolves the alerts another process raised, deletes the state and the retained
+// risk; an observation through a process that held the patient is then refused (not a risk of
+// 0 for a patient who is gone).
+func TestSharedDischargeThroughAnother(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true; o.ConditionDelay = time.Second })
+	a, b := e.node, e.start(e.opts)
+	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	a.mustSubmit(pat, `{"hr":135}`)
+	a.tickAt(2 * time.Second)
+	raised := e.mustOpen(pat, KindHRHigh)
+	b.events()
+	if err := NewWard(e.db, b.p, nil).Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge through the other process: %v", err)
+	}
+	if got := e.alert(raised.ID); got.State != store.StateResolved || got.ResolvedBy != "dr1" {
+		t.Fatalf("alert after a discharge through the other process: %s by %q; want resolved by dr1", got.State, got.ResolvedBy)
+	}
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("patient state after the discharge: %v; want none", err)
+	}
+	if risks := onTopic(b.events(), riskTopic); len(risks) != 1 || len(risks[0].Payload) != 0 || !risks[0].Retain {
+		t.Fatalf("on %s: %+v; want one empty retained message from the discharging process", riskTopic, risks)
+	}
+	if _, err := a.p.Observe(e.ctx(), hosp, pat, "nurse1", store.Vitals{Has: store.FieldHR, HR: 80}, e.now()); code(err) != "not_found" {
+		t.Fatalf("Observe through the process that held the patient, after the discharge: %v; want not found", err)
+	}
+}
+
+// TestSharedScoredDuringDischarge: a sample scored by one process after another's discharge
+// resolved the alerts and before it deleted the record raises an alert and saves state; the
+// next tick of that process, finding the patient gone, resolves the alert and deletes the state.
+func TestSharedScoredDuringDischarge(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	a, b := e.node, e.start(e.opts)
+	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	if err := b.p.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil { // the discharge's first step
+		t.Fatalf("Discharge: %v", err)
+	}
+	a.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`) // the record is still there
+	late := e.mustOpen(pat, KindNEWS2)
+	if err := e.db.DeletePatient(e.ctx(), hosp, pat); err != nil { // the discharge's last step
+		t.Fatal(err)
+	}
+	a.events()
+	a.tickAt(time.Second)
+	if got := e.alert(late.ID); got.State != store.StateResolved {
+		t.Fatalf("alert raised during the discharge, after the tick: %s; want resolved", got.State)
+	}
+	if open, err := e.db.OpenAlerts(e.ctx(), hosp, pat); err != nil || len(open) != 0 {
+		t.Fatalf("open alerts after the tick: %d, %v; want none", len(open), err)
+	}
+	if _, err := e.db.GetPatientState(e.ctx(), hosp, pat); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("patient state after the tick: %v; want none", err)
+	}
+	if risks := onTopic(a.events(), riskTopic); len(risks) != 1 || len(risks[0].Payload) != 0 {
+		t.Fatalf("on %s: %+v; want the retained risk deleted", riskTopic, risks)
+	}
+}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -260,9 +261,11 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		pt.loaded = true
 		w.patients[k] = pt
 	}
-	if pt == nil && w.opts.Shared && j.kind != jobDischarge {
-		// Admitted by another process sharing the store: take the patient on here.
-		if rec, err := w.st.GetPatient(ctx, j.h, j.p); err == nil {
+	if pt == nil && w.opts.Shared {
+		// Admitted by another process sharing the store: take the patient on here. A
+		// discharge needs no record: it resolves whatever the store has open for the patient,
+		// whoever raised it.
+		if rec, err := w.st.GetPatient(ctx, j.h, j.p); err == nil || j.kind == jobDischarge {
 			pt = newPatient(j.h, j.p)
 			pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
 			pt.loaded = true
@@ -270,21 +273,21 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		}
 	}
 	if pt == nil {
-		if j.kind == jobAck || j.kind == jobResolve {
-			return result{err: alertNotFound(j.h, j.alertID)}
-		}
-		return result{} // not admitted here (discharged meanwhile)
+		return gone(j) // not admitted here (discharged meanwhile)
 	}
 	if w.opts.Shared {
-		switch err := w.refresh(ctx, pt); {
-		case errors.Is(err, errGone):
-			w.forget(pt)
-			if j.kind == jobAck || j.kind == jobResolve {
-				return result{err: alertNotFound(j.h, j.alertID)}
+		if j.kind == jobDischarge {
+			if !w.reloadAlerts(ctx, pt) {
+				return result{err: errDischargeUnresolved}
 			}
-			return result{} // like a job for a patient not admitted here
-		case err != nil:
-			return result{err: err}
+		} else {
+			switch err := w.refresh(ctx, pt); {
+			case errors.Is(err, errGone):
+				w.forget(ctx, pt)
+				return gone(j)
+			case err != nil:
+				return result{err: err}
+			}
 		}
 	}
 	now := w.opts.Now()
@@ -482,7 +485,7 @@ func (w *worker) tick() {
 	for _, pt := range w.patients {
 		if w.opts.Shared {
 			if err := w.refresh(ctx, pt); errors.Is(err, errGone) {
-				w.forget(pt) // deleting the map entry being visited is safe in Go
+				w.forget(ctx, pt) // deleting the map entry being visited is safe in Go
 				continue
 			} else if err != nil {
 				continue
@@ -591,11 +594,38 @@ func (w *worker) refresh(ctx context.Context, pt *patient) error {
 // errGone: a patient this process holds was discharged by another (shared mode).
 var errGone = errors.New("patient discharged")
 
+// gone is the result of a job for a patient not admitted (any more): nothing for a device's
+// sample, not found for a caller waiting for an answer.
+func gone(j job) result {
+	switch {
+	case j.kind == jobAck || j.kind == jobResolve:
+		return result{err: alertNotFound(j.h, j.alertID)}
+	case j.reply != nil && j.kind != jobDischarge:
+		return result{err: &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", j.p, j.h)}}
+	}
+	return result{}
+}
+
 // forget drops a patient discharged by another process (shared mode): its samples are refused
-// from now on, as any patient's not admitted.
-func (w *worker) forget(pt *patient) {
+// from now on, as any patient's not admitted. What a sample scored here while the discharge
+// went on may have left behind (scored after the discharge resolved the alerts, before it
+// deleted the record) goes too: open alerts are resolved, the state and the retained risk
+// deleted.
+func (w *worker) forget(ctx context.Context, pt *patient) {
 	delete(w.patients, key{pt.h, pt.p})
 	w.pl.setAdmitted(pt.h, pt.p, false)
+	now := w.opts.Now()
+	if w.reloadAlerts(ctx, pt) {
+		for _, a := range append(slices.Collect(maps.Values(pt.open)), pt.duplicates...) {
+			if a.State != store.StateResolved {
+				w.resolve(ctx, pt, a, SystemActor, "patient discharged", now)
+			}
+		}
+	}
+	if err := w.st.DeletePatientState(ctx, pt.h, pt.p); err != nil {
+		w.log.Warn("deleting a discharged patient's state failed", "hospital", pt.h, "patient", pt.p, "err", err)
+	}
+	w.pl.publish(ctx, topics.Risk(pt.h, pt.p), nil, true)
 	w.log.Info("patient discharged by another process; forgotten here", "hospital", pt.h, "patient", pt.p)
 }
 
