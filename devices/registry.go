@@ -107,9 +107,10 @@ type entry struct {
 // Registry is the device registry. Reads for the broker (Device, AuthenticateDevice) come from
 // memory; every change is stored first, then applied in memory, then announced.
 type Registry struct {
-	st  Store
-	log *slog.Logger
-	now func() time.Time
+	st     Store
+	log    *slog.Logger
+	now    func() time.Time
+	shared bool
 
 	mu    sync.RWMutex
 	byID  map[string]entry
@@ -123,6 +124,9 @@ type Registry struct {
 type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Shared is set when several processes share the store (external broker): this registry
+	// then learns the others' changes only through Sync, so UnassignPatient searches the store.
+	Shared bool
 }
 
 // Open loads every device into memory.
@@ -133,7 +137,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Registry{st: st, log: opts.Logger.With("component", "devices"), now: opts.Now, byID: map[string]entry{}}
+	r := &Registry{st: st, log: opts.Logger.With("component", "devices"), now: opts.Now, shared: opts.Shared, byID: map[string]entry{}}
 	err := listAll(ctx, st, "", func(d Record) { r.byID[d.ID] = toEntry(d) })
 	if err != nil {
 		return nil, fmt.Errorf("loading devices: %w", err)
@@ -391,24 +395,34 @@ func (r *Registry) setPatient(ctx context.Context, h, id, p string) (Record, err
 	return d, nil
 }
 
-// UnassignPatient detaches every device of patient p (discharge): those the store says are
-// assigned to p (another process sharing the store may have assigned them) and those memory
-// does.
+// UnassignPatient detaches every device of patient p (discharge). A device is unassigned only
+// while the store still gives it to p: with a shared store, memory may be behind (another
+// process moved or deleted it; Sync puts memory right), and the store is searched too, for
+// devices assigned through another process.
 func (r *Registry) UnassignPatient(ctx context.Context, h, p string) error {
 	r.write.Lock()
 	defer r.write.Unlock()
 	ids := r.AssignedTo(h, p)
-	err := listAll(ctx, r.st, h, func(d Record) {
-		if d.Patient == p && !slices.Contains(ids, d.ID) {
-			ids = append(ids, d.ID)
+	if r.shared {
+		err := listAll(ctx, r.st, h, func(d Record) {
+			if d.Patient == p && !slices.Contains(ids, d.ID) {
+				ids = append(ids, d.ID)
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		return err
 	}
 	var errs []error
 	for _, id := range ids {
-		if _, err := r.setPatient(ctx, h, id, ""); err != nil {
+		d, err := r.get(ctx, h, id)
+		if codeOf(err) == "not_found" || (err == nil && d.Patient != p) {
+			continue // deleted or moved meanwhile
+		}
+		if err == nil {
+			_, err = r.setPatient(ctx, h, id, "")
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

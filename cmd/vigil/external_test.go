@@ -382,14 +382,23 @@ func TestExternalBroker(t *testing.T) {
 	if st, out := bp.do("DELETE", "/api/v1/hospitals/h1/patients/p1", token, nil); st != 204 {
 		t.Fatalf("discharge through B: %d %s", st, out)
 	}
-	_, out := a.do("GET", "/api/v1/hospitals/h1/devices", token, nil)
+	st, out := a.do("GET", "/api/v1/hospitals/h1/devices", token, nil)
 	var list struct {
 		Items []struct{ ID, Patient string }
 	}
-	json.Unmarshal(out, &list)
+	if err := json.Unmarshal(out, &list); st != 200 || err != nil {
+		t.Fatalf("GET devices through A: %d %s (%v)", st, out, err)
+	}
+	found := 0
 	for _, d := range list.Items {
-		if (d.ID == "mon-x" || d.ID == "mon-y") && d.Patient != "" {
-			t.Fatalf("device %s after p1's discharge through B: assigned to %q; want unassigned", d.ID, d.Patient)
+		if d.ID == "mon-x" || d.ID == "mon-y" {
+			found++
+			if d.Patient != "" {
+				t.Fatalf("device %s after p1's discharge through B: assigned to %q; want unassigned", d.ID, d.Patient)
+			}
 		}
+	}
+	if found != 2 {
+		t.Fatalf("devices listed through A: %+v; want mon-x and mon-y among them", list.Items)
 	}
 }

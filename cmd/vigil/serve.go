@@ -233,11 +233,12 @@ type vigil struct {
 	httpLn   net.Listener
 	metrics  *prometheus.Registry
 	app      atomic.Pointer[appHandler] // the full HTTP surface, once started
-	// syncStop ends the device registry's sync with the store (external broker mode), which
-	// closes syncDone when it has.
-	syncStop, syncDone chan struct{}
-	pprof              *http.Server
-	started            atomic.Bool
+	// syncStop ends the device registry's sync with the store (external broker mode), a sync
+	// under way included; syncDone is closed when it has ended.
+	syncStop context.CancelFunc
+	syncDone chan struct{}
+	pprof    *http.Server
+	started  atomic.Bool
 }
 
 // start builds and starts everything; stop undoes it in reverse.
@@ -313,7 +314,7 @@ func startOn(ctx context.Context, c config, log *slog.Logger, stderr io.Writer, 
 	// Devices.
 	if err := retry(ctx, log, "loading devices", func() error {
 		var err error
-		v.registry, err = devices.Open(ctx, deviceStore{v.st}, devices.Options{Logger: log})
+		v.registry, err = devices.Open(ctx, deviceStore{v.st}, devices.Options{Logger: log, Shared: c.BrokerURL != ""})
 		return err
 	}); err != nil {
 		return nil, err
@@ -447,17 +448,18 @@ const registrySyncEvery = 5 * time.Second
 // external broker several Vigil processes share the store, and a device assigned through one
 // must feed its patient (and leave a discharged one) in all of them.
 func (v *vigil) syncDevices(every time.Duration) {
-	v.syncStop, v.syncDone = make(chan struct{}), make(chan struct{})
+	stopped, stop := context.WithCancel(context.Background())
+	v.syncStop, v.syncDone = stop, make(chan struct{})
 	go func() {
 		defer close(v.syncDone)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
-			case <-v.syncStop:
+			case <-stopped.Done():
 				return
 			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), every)
+				ctx, cancel := context.WithTimeout(stopped, every)
 				if err := v.registry.Sync(ctx); err != nil {
 					v.log.Warn("device registry sync failed; retrying", "err", store.Cause(err))
 				}
@@ -597,7 +599,7 @@ func (v *vigil) stop() error {
 		errs = append(errs, v.remote.Close(ctx))
 	}
 	if v.syncStop != nil {
-		close(v.syncStop)
+		v.syncStop()
 		<-v.syncDone
 	}
 	if v.pipeline != nil {
