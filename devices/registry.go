@@ -165,7 +165,9 @@ func listAll(ctx context.Context, st Store, h string, f func(Record)) error {
 
 // Sync takes in the changes other processes sharing the store made to devices (several Vigil
 // processes on one MongoDB): every device is read again, and each difference from memory is
-// applied and announced as the change itself was where it happened.
+// applied and announced as the change itself was where it happened. A device newly found
+// assigned to a patient who is not admitted (an assignment in one process that raced a
+// discharge in another) is unassigned.
 func (r *Registry) Sync(ctx context.Context) error {
 	r.write.Lock()
 	defer r.write.Unlock()
@@ -202,11 +204,28 @@ func (r *Registry) Sync(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
+	var errs []error
 	for _, c := range changes {
 		r.log.Info("device changed by another process", "hospital", c.Hospital, "device", c.Device, "change", c.Kind.String(), "patient", c.Patient, "was", c.OldPatient)
 		r.announce(c)
+		if c.Kind != Assigned {
+			continue
+		}
+		switch err := r.st.PatientExists(ctx, c.Hospital, c.Patient); {
+		case codeOf(err) == "not_found":
+			d, err := r.get(ctx, c.Hospital, c.Device)
+			if err == nil && d.Patient == c.Patient {
+				r.log.Warn("device assigned to a patient not admitted; unassigned", "hospital", c.Hospital, "device", c.Device, "patient", c.Patient)
+				_, err = r.setPatient(ctx, c.Hospital, c.Device, "")
+			}
+			if err != nil && codeOf(err) != "not_found" {
+				errs = append(errs, err)
+			}
+		case err != nil:
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func toEntry(d Record) entry {

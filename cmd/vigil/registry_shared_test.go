@@ -54,3 +54,30 @@ func TestUnassignPatientBehindTheStore(t *testing.T) {
 		t.Fatalf("Sync announced %+v; want mon-1 assigned and mon-2 deleted", heard)
 	}
 }
+
+// TestSyncUnassignsFromGonePatient: a device the store gives to a patient who is not admitted
+// (an assignment through one process that raced a discharge through another) is unassigned by
+// the first Sync that finds it.
+func TestSyncUnassignsFromGonePatient(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.admit("h1", "p1")
+	other, err := devices.Open(ctx, deviceStore{h.v.st}, devices.Options{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.device("h1", "mon-1", "p1")
+	// The race's outcome: the assignment landed, the patient record is gone.
+	if err := h.v.st.DeletePatient(ctx, "h1", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Sync(ctx); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if d, err := h.v.st.GetDevice(ctx, "mon-1"); err != nil || d.Patient != "" {
+		t.Fatalf("mon-1 after Sync: %+v, %v; want unassigned", d, err)
+	}
+	if got := other.AssignedTo("h1", "p1"); len(got) != 0 {
+		t.Fatalf("after Sync, the other registry gives p1 %v; want nothing", got)
+	}
+}
