@@ -3,12 +3,12 @@
 # directory as a volume. Build: docker build -t vigil .
 
 # The dashboard's third-party browser code (MQTT.js) comes from npm at build time.
-FROM node:20-bookworm-slim AS web
+FROM node:22-bookworm-slim AS web
 WORKDIR /src/web
 COPY web/package.json web/package-lock.json web/build.mjs ./
 RUN npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -247,5 +248,37 @@ func TestBrokerTLS(t *testing.T) {
 				t.Fatalf("TLS with a certificate from another CA: %v; want the server's TLS alert", err)
 			}
 		})
+	}
+}
+
+// TestHealthcheck: `vigil healthcheck` finds the Vigil of its environment (VIGIL_HTTP_ADDR,
+// 0.0.0.0 meaning this machine) over HTTP, and over HTTPS when VIGIL_TLS_CERT is set (as in a
+// container serving HTTPS); it fails when nothing answers there.
+func TestHealthcheck(t *testing.T) {
+	check := func(env map[string]string) error {
+		var out, errs bytes.Buffer
+		return cmdHealthcheck(context.Background(), nil, func(k string) string { return env[k] }, &out, &errs)
+	}
+	plain := newHarness(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(plain.base, "http://"))
+	if err := check(map[string]string{"VIGIL_HTTP_ADDR": "0.0.0.0:" + port}); err != nil {
+		t.Fatalf("healthcheck of a ready Vigil over HTTP: %v", err)
+	}
+	plain.stop()
+	if err := check(map[string]string{"VIGIL_HTTP_ADDR": "0.0.0.0:" + port}); err == nil {
+		t.Fatal("healthcheck of a stopped Vigil succeeded; want an error")
+	}
+
+	ca := newTestCA(t, "Vigil test CA")
+	certFile, keyFile := writePEM(t, t.TempDir(), "server", ca.issue(t, "vigil.example", true))
+	c := testConfig(t)
+	c.TLSCert, c.TLSKey = certFile, keyFile
+	h := startTLSHarness(t, c, ca)
+	_, port, _ = net.SplitHostPort(strings.TrimPrefix(h.base, "https://"))
+	if err := check(map[string]string{"VIGIL_HTTP_ADDR": "0.0.0.0:" + port, "VIGIL_TLS_CERT": certFile}); err != nil {
+		t.Fatalf("healthcheck of a ready Vigil over HTTPS: %v", err)
+	}
+	if err := check(map[string]string{"VIGIL_HTTP_ADDR": "0.0.0.0:" + port}); err == nil {
+		t.Fatal("healthcheck over HTTP of a Vigil serving HTTPS succeeded; want an error")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -154,15 +155,18 @@ func codeOf(err error) string {
 }
 
 // cmdHealthcheck asks a running Vigil's /readyz (for container health checks, where there is
-// no curl).
+// no curl). Without --url it asks the Vigil of the same environment: VIGIL_HTTP_ADDR, over
+// HTTPS when VIGIL_TLS_CERT is set (the certificate names the public host, not the loopback
+// address asked, so it is not verified then: the check never leaves the machine).
 func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	s := newSettings("vigil healthcheck")
 	s.fs.SetOutput(stderr)
 	var url string
-	s.String(&url, "url", "VIGIL_HEALTHCHECK_URL", "", "readiness URL (default: http://<VIGIL_HTTP_ADDR>/readyz)")
+	s.String(&url, "url", "VIGIL_HEALTHCHECK_URL", "", "readiness URL (default: http(s)://<VIGIL_HTTP_ADDR>/readyz, https when VIGIL_TLS_CERT is set)")
 	if err := s.Parse(args, getenv); err != nil {
 		return err
 	}
+	client := http.DefaultClient
 	if url == "" {
 		addr := getenv("VIGIL_HTTP_ADDR")
 		if addr == "" {
@@ -175,12 +179,19 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "127.0.0.1"
 		}
-		url = "http://" + net.JoinHostPort(host, port) + "/readyz"
+		scheme := "http"
+		if getenv("VIGIL_TLS_CERT") != "" {
+			scheme = "https"
+			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+				client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			}
+		}
+		url = scheme + "://" + net.JoinHostPort(host, port) + "/readyz"
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
