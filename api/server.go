@@ -184,11 +184,8 @@ func (s *Server) accessLog(c *gin.Context) {
 	} else if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodOptions {
 		lv = slog.LevelInfo
 	}
-	args := []any{"method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start)}
-	if p := principal(c); p != nil {
-		args = append(args, "user", p.Subject)
-	}
-	logger(c).Log(c.Request.Context(), lv, "request", args...)
+	// logger(c) names the user once authenticated.
+	logger(c).Log(c.Request.Context(), lv, "request", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(), "duration", time.Since(start))
 }
 
 // cors answers browsers of the allowed origins only.
