@@ -108,7 +108,10 @@ func (c *Client) AdmitPatient(ctx context.Context, h, id, name, bed string) erro
 	}
 	err := c.do(ctx, http.MethodPost, "/api/v1/hospitals/"+h+"/patients", body, nil)
 	if status(err) == http.StatusConflict {
-		return nil
+		// Admitted already (a restart), or the bed is another patient's: only the first is fine.
+		if c.do(ctx, http.MethodGet, "/api/v1/hospitals/"+h+"/patients/"+id, nil, nil) == nil {
+			return nil
+		}
 	}
 	return err
 }

@@ -31,6 +31,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/auth/login", f.login)
 	mux.HandleFunc("POST /api/v1/hospitals/{h}/patients", f.auth(f.admit))
+	mux.HandleFunc("GET /api/v1/hospitals/{h}/patients/{p}", f.auth(f.patient))
 	mux.HandleFunc("POST /api/v1/hospitals/{h}/devices", f.auth(f.provision))
 	mux.HandleFunc("POST /api/v1/hospitals/{h}/devices/{d}/secret", f.auth(f.rotate))
 	mux.HandleFunc("PUT /api/v1/hospitals/{h}/devices/{d}/assignment", f.auth(f.assign))
@@ -105,8 +106,23 @@ func (f *fakeAPI) admit(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusConflict, fmt.Sprintf("patient %s is admitted", in.ID))
 		return
 	}
+	for p, bed := range f.patients {
+		if in.Bed != "" && bed == in.Bed {
+			writeProblem(w, http.StatusConflict, fmt.Sprintf("bed %s is occupied by patient %s", bed, p))
+			return
+		}
+	}
 	f.patients[in.ID] = in.Bed
 	writeJSON(w, http.StatusCreated, map[string]any{"id": in.ID, "name": in.Name, "bed": in.Bed})
+}
+
+func (f *fakeAPI) patient(w http.ResponseWriter, r *http.Request) {
+	bed, ok := f.patients[r.PathValue("p")]
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "patient "+r.PathValue("p")+" not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("p"), "bed": bed})
 }
 
 func (f *fakeAPI) provision(w http.ResponseWriter, r *http.Request) {
@@ -258,4 +274,28 @@ func TestClientNonProblemError(t *testing.T) {
 		apiErr.Detail != "<html>bad gateway</html>" {
 		t.Fatalf("AdmitPatient against a 502 HTML answer = %#v; want an *APIError 502 Bad Gateway with the body", err)
 	}
+}
+
+// TestAdmitPatientBedTaken: a 409 for a bed another patient holds is an error (only "admitted
+// already" is fine): the patient is not admitted, and assigning a monitor to them would fail.
+func TestAdmitPatientBedTaken(t *testing.T) {
+	_, srv := newFakeAPI(t)
+	c := &devices.Client{BaseURL: srv.URL}
+	if _, err := c.Login(context.Background(), "admin", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AdmitPatient(context.Background(), "h1", "p1", "A", "bed-1"); err != nil {
+		t.Fatalf("AdmitPatient(p1, bed-1): %v", err)
+	}
+	if err := c.AdmitPatient(context.Background(), "h1", "p1", "A", "bed-1"); err != nil {
+		t.Fatalf("AdmitPatient(p1) again: %v; want nil (admitted already)", err)
+	}
+	if err := c.AdmitPatient(context.Background(), "h1", "p2", "B", "bed-1"); !isConflict(err) {
+		t.Fatalf("AdmitPatient(p2) into p1's bed: %v; want the 409", err)
+	}
+}
+
+func isConflict(err error) bool {
+	var e *devices.APIError
+	return errors.As(err, &e) && e.Status == http.StatusConflict
 }

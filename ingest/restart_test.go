@@ -359,3 +359,33 @@ func TestSharedScoredDuringDischarge(t *testing.T) {
 		t.Fatalf("on %s: %+v; want the retained risk deleted", riskTopic, risks)
 	}
 }
+
+// TestSharedForgetRetries: a process that cannot resolve what a patient discharged elsewhere
+// left open (the store failing) keeps the patient and tries again at its next tick, rather than
+// leaving the alert open with nobody to resolve it.
+func TestSharedForgetRetries(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Shared = true })
+	fs := startFailing(e)
+	a, b := e.node, e.start(e.opts)
+	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	if err := b.p.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	a.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
+	late := e.mustOpen(pat, KindNEWS2)
+	if err := e.db.DeletePatient(e.ctx(), hosp, pat); err != nil {
+		t.Fatal(err)
+	}
+	fs.fail.Store(true)
+	a.tickAt(time.Second)
+	if got := e.alert(late.ID); got.State == store.StateResolved {
+		t.Fatal("alert resolved while the store refused updates")
+	}
+	fs.fail.Store(false)
+	a.tickAt(2 * time.Second)
+	if got := e.alert(late.ID); got.State != store.StateResolved {
+		t.Fatalf("alert after the store recovered and the next tick: %s; want resolved", got.State)
+	}
+}

@@ -46,10 +46,11 @@ type Ward struct {
 	// another update (one change lost) or a discharge (the pipeline would take the discharged
 	// patient back). Striped by patient, so the lock set does not grow.
 	patients [64]sync.Mutex
-	// beds serialises the changes that keep beds and patients in step (a bed's patient is the
-	// patient whose record names the bed): admissions, updates, discharges and bed changes.
-	// Taken before a patient's lock.
-	beds sync.Mutex
+	// beds serialises, per hospital (striped), the changes that keep beds and patients in step:
+	// the bed checks and writes of admissions, updates, discharges and bed changes. Taken before
+	// a patient's lock, never after one, and released before the slow parts (the pipeline, the
+	// discharge's alerts), so a stalled discharge does not hold up the ward.
+	beds [16]sync.Mutex
 }
 
 // lockPatient takes the lock of patient h/id and returns its unlock.
@@ -63,6 +64,17 @@ func (w *Ward) lockPatient(h, id string) func() {
 	return mu.Unlock
 }
 
+// lockBeds takes the bed lock of hospital h and returns its unlock, which may be called more
+// than once (released early, and deferred).
+func (w *Ward) lockBeds(h string) func() {
+	f := fnv.New32a()
+	f.Write([]byte(h))
+	mu := &w.beds[f.Sum32()%uint32(len(w.beds))]
+	mu.Lock()
+	var once sync.Once
+	return func() { once.Do(mu.Unlock) }
+}
+
 // NewWard builds the ward on the pipeline (which publishes and keeps patient state).
 func NewWard(st WardStore, pl *Pipeline, det Detacher) *Ward { return &Ward{st: st, pl: pl, det: det} }
 
@@ -70,8 +82,8 @@ func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 
 // Admit stores a new patient and starts watching them.
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
-	w.beds.Lock()
-	defer w.beds.Unlock()
+	unlockBeds := w.lockBeds(p.Hospital)
+	defer unlockBeds()
 	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
 	p.AdmittedAt, p.UpdatedAt, p.Version = now, now, 1
@@ -91,6 +103,7 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 		return store.Patient{}, err
 	}
 	w.moveBed(ctx, p.Hospital, p.ID, "", p.Bed)
+	unlockBeds()
 	if err := w.pl.PatientChanged(ctx, p); err != nil {
 		return p, err
 	}
@@ -101,8 +114,8 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 // scale and limits. The write is versioned: a change another process stored meanwhile is read
 // again and apply runs on it, so neither change is lost.
 func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
-	w.beds.Lock()
-	defer w.beds.Unlock()
+	unlockBeds := w.lockBeds(h)
+	defer unlockBeds()
 	defer w.lockPatient(h, id)()
 	var oldBed string
 	p, err := w.update(ctx, h, id, func(p *store.Patient) error {
@@ -123,6 +136,7 @@ func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patie
 		return p, err
 	}
 	w.moveBed(ctx, h, id, oldBed, p.Bed)
+	unlockBeds()
 	return p, w.pl.PatientChanged(ctx, p)
 }
 
@@ -158,15 +172,39 @@ func (w *Ward) bedFor(ctx context.Context, h, b, p string) error {
 		return nil
 	}
 	bed, err := w.st.GetBed(ctx, h, b)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
-	case err != nil:
+	}
+	if err != nil {
 		return err
-	case bed.Patient != "" && bed.Patient != p:
-		return conflict("bed %s is occupied by patient %s; move or discharge them first", b, bed.Patient)
+	}
+	occ, err := w.occupant(ctx, bed)
+	if err != nil {
+		return err
+	}
+	if occ != "" && occ != p {
+		return conflict("bed %s is occupied by patient %s; move or discharge them first", b, occ)
 	}
 	return nil
+}
+
+// occupant is the patient in a bed: the bed's patient if they are admitted and their record
+// names the bed (the patient's record is the truth: a bed left naming a discharged or moved
+// patient, by data from before beds followed patients or by a write that failed, is free).
+func (w *Ward) occupant(ctx context.Context, bed store.Bed) (string, error) {
+	if bed.Patient == "" {
+		return "", nil
+	}
+	rec, err := w.st.GetPatient(ctx, bed.Hospital, bed.Patient)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case rec.Bed != bed.ID:
+		return "", nil
+	}
+	return bed.Patient, nil
 }
 
 // moveBed records that patient p left bed from (which is to be cleaned, if p was still in it)
@@ -225,33 +263,43 @@ func sameLimits(a, b store.AlarmLimits) bool {
 }
 
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices
-// and removes them.
+// and removes them; their bed is then to be cleaned.
 func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
-	w.beds.Lock()
-	defer w.beds.Unlock()
+	rec, gone, err := w.discharge(ctx, h, id, actor)
+	if gone {
+		// The bed, once the patient is gone (taking the bed lock while holding the patient's
+		// would invert the lock order).
+		unlock := w.lockBeds(h)
+		w.moveBed(ctx, h, id, rec.Bed, "")
+		unlock()
+	}
+	return err
+}
+
+// discharge does Discharge's work under the patient's lock; gone: the record was deleted.
+func (w *Ward) discharge(ctx context.Context, h, id, actor string) (rec store.Patient, gone bool, err error) {
 	defer w.lockPatient(h, id)()
-	rec, err := w.st.GetPatient(ctx, h, id)
+	rec, err = w.st.GetPatient(ctx, h, id)
 	if err != nil {
-		return w.notFound(err, "patient", h, id)
+		return rec, false, w.notFound(err, "patient", h, id)
 	}
 	if err := w.pl.Discharge(ctx, h, id, actor); err != nil {
-		return err
+		return rec, false, err
 	}
 	if w.det != nil {
 		if err := w.det.UnassignPatient(ctx, h, id); err != nil {
-			return err
+			return rec, false, err
 		}
 	}
 	if err := w.st.DeletePatient(ctx, h, id); err != nil {
-		return w.notFound(err, "patient", h, id)
+		return rec, false, w.notFound(err, "patient", h, id)
 	}
-	w.moveBed(ctx, h, id, rec.Bed, "")
 	if w.det != nil {
 		// Once more: a device assigned meanwhile (its check saw the patient still admitted) is
 		// found now; an assignment after this finds the patient gone (see devices.Registry.Assign).
-		return w.det.UnassignPatient(ctx, h, id)
+		return rec, true, w.det.UnassignPatient(ctx, h, id)
 	}
-	return nil
+	return rec, true, nil
 }
 
 func isNotFound(err error) bool {
@@ -406,50 +454,72 @@ const (
 // and patients stay in step: the bed's patient must be admitted, and their record then names
 // this bed (the bed they leave is to be cleaned); a patient the bed no longer has loses it from
 // their record; a bed with a patient cannot be given to another (409: move or discharge first).
+// Only an occupied bed has a patient: any other status takes the bed from its patient.
 func (w *Ward) PutBed(ctx context.Context, b store.Bed) (store.Bed, error) {
-	w.beds.Lock()
-	defer w.beds.Unlock()
-	cur, err := w.st.GetBed(ctx, b.Hospital, b.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	defer w.lockBeds(b.Hospital)()
+	var occ string // the patient in the bed now
+	switch cur, err := w.st.GetBed(ctx, b.Hospital, b.ID); {
+	case err == nil:
+		if occ, err = w.occupant(ctx, cur); err != nil {
+			return b, err
+		}
+	case !errors.Is(err, store.ErrNotFound):
 		return b, err
 	}
-	if b.Patient != "" && cur.Patient != "" && cur.Patient != b.Patient {
-		return b, conflict("bed %s is occupied by patient %s; move or discharge them first", b.ID, cur.Patient)
+	if b.Patient != "" {
+		if occ != "" && occ != b.Patient {
+			return b, conflict("bed %s is occupied by patient %s; move or discharge them first", b.ID, occ)
+		}
+		if _, err := w.st.GetPatient(ctx, b.Hospital, b.Patient); errors.Is(err, store.ErrNotFound) {
+			return b, &FieldError{Key: "patient", Why: fmt.Sprintf("patient %s is not admitted in hospital %s", b.Patient, b.Hospital)}
+		} else if err != nil {
+			return b, err
+		}
+	}
+	// The bed first: should a record then fail to follow, the records (the truth) still say
+	// where each patient is, and the bed counts as free.
+	stored, err := w.putBed(ctx, b)
+	if err != nil {
+		return b, err
 	}
 	if b.Patient != "" {
-		unlock := w.lockPatient(b.Hospital, b.Patient)
 		var from string
-		_, err := w.update(ctx, b.Hospital, b.Patient, func(p *store.Patient) error {
-			from, p.Bed = p.Bed, b.ID
-			return nil
+		err := w.setBed(ctx, b.Hospital, b.Patient, func(bed string) (string, bool) {
+			from = bed
+			return b.ID, bed != b.ID
 		})
-		unlock()
-		if isNotFound(err) {
-			return b, &FieldError{Key: "patient", Why: fmt.Sprintf("patient %s is not admitted in hospital %s", b.Patient, b.Hospital)}
-		}
 		if err != nil {
-			return b, err
+			return stored, err
 		}
 		if from != b.ID {
 			w.moveBed(ctx, b.Hospital, b.Patient, from, "")
 		}
 	}
-	if cur.Patient != "" && cur.Patient != b.Patient {
+	if occ != "" && occ != b.Patient {
 		// The bed's patient leaves it (to no bed): their record no longer names it.
-		unlock := w.lockPatient(b.Hospital, cur.Patient)
-		_, err := w.update(ctx, b.Hospital, cur.Patient, func(p *store.Patient) error {
-			if p.Bed != b.ID {
-				return errSkip
-			}
-			p.Bed = ""
-			return nil
-		})
-		unlock()
-		if err != nil && err != errSkip && !isNotFound(err) {
-			return b, err
+		err := w.setBed(ctx, b.Hospital, occ, func(bed string) (string, bool) { return "", bed == b.ID })
+		if err != nil && !isNotFound(err) {
+			return stored, err
 		}
 	}
-	return w.putBed(ctx, b)
+	return stored, nil
+}
+
+// setBed changes the bed patient p's record names to what change returns, if it says so.
+func (w *Ward) setBed(ctx context.Context, h, p string, change func(bed string) (string, bool)) error {
+	defer w.lockPatient(h, p)()
+	_, err := w.update(ctx, h, p, func(rec *store.Patient) error {
+		bed, ok := change(rec.Bed)
+		if !ok {
+			return errSkip
+		}
+		rec.Bed = bed
+		return nil
+	})
+	if err == errSkip {
+		return nil
+	}
+	return err
 }
 
 // errSkip stops an update that finds nothing to change.

@@ -301,6 +301,15 @@ func TestBedsFollowPatients(t *testing.T) {
 		t.Fatalf("p1's bed after b3 was freed: %q; want none", got)
 	}
 
+	// A bed still naming a patient who is gone (data from before beds followed patients) is free.
+	if err := e.db.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b9", Status: BedOccupied, Patient: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: "p3", Name: "C", Bed: "b9"}); err != nil {
+		t.Fatalf("Admit p3 into a bed naming a discharged patient: %v", err)
+	}
+	want("b9", BedOccupied, "p3")
+
 	// A discharge leaves the bed to be cleaned.
 	if _, err := w.PutBed(e.ctx(), store.Bed{Hospital: hosp, ID: "b5", Status: BedOccupied, Patient: "p1"}); err != nil {
 		t.Fatalf("PutBed b5 with p1: %v", err)

@@ -265,11 +265,14 @@ func (w *worker) apply(ctx context.Context, j job) result {
 		// Admitted by another process sharing the store: take the patient on here. A
 		// discharge needs no record: it resolves whatever the store has open for the patient,
 		// whoever raised it.
-		if rec, err := w.st.GetPatient(ctx, j.h, j.p); err == nil || j.kind == jobDischarge {
+		switch rec, err := w.st.GetPatient(ctx, j.h, j.p); {
+		case err == nil || j.kind == jobDischarge:
 			pt = newPatient(j.h, j.p)
 			pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
 			pt.loaded = true
 			w.patients[k] = pt
+		case !errors.Is(err, store.ErrNotFound):
+			return result{err: err} // not known to be gone: a caller hears the store's trouble
 		}
 	}
 	if pt == nil {
@@ -611,21 +614,34 @@ func gone(j job) result {
 // went on may have left behind (scored after the discharge resolved the alerts, before it
 // deleted the record) goes too: open alerts are resolved, the state and the retained risk
 // deleted.
+//
+// The patient stays held (not admitted) until all of that is done: the next tick tries again,
+// so no alert is left open with nobody to resolve it. A patient admitted again meanwhile is
+// left to the next refresh.
 func (w *worker) forget(ctx context.Context, pt *patient) {
-	delete(w.patients, key{pt.h, pt.p})
+	if _, err := w.st.GetPatient(ctx, pt.h, pt.p); !errors.Is(err, store.ErrNotFound) {
+		return // admitted again, or the store cannot say: not known to be gone
+	}
 	w.pl.setAdmitted(pt.h, pt.p, false)
 	now := w.opts.Now()
-	if w.reloadAlerts(ctx, pt) {
+	done := w.reloadAlerts(ctx, pt)
+	if done {
 		for _, a := range append(slices.Collect(maps.Values(pt.open)), pt.duplicates...) {
-			if a.State != store.StateResolved {
-				w.resolve(ctx, pt, a, SystemActor, "patient discharged", now)
+			if a.State != store.StateResolved && !w.resolve(ctx, pt, a, SystemActor, "patient discharged", now) {
+				done = false
 			}
 		}
 	}
 	if err := w.st.DeletePatientState(ctx, pt.h, pt.p); err != nil {
 		w.log.Warn("deleting a discharged patient's state failed", "hospital", pt.h, "patient", pt.p, "err", err)
+		done = false
 	}
 	w.pl.publish(ctx, topics.Risk(pt.h, pt.p), nil, true)
+	if !done {
+		w.log.Warn("cleaning up after a patient discharged by another process failed; retrying at the next tick", "hospital", pt.h, "patient", pt.p)
+		return
+	}
+	delete(w.patients, key{pt.h, pt.p})
 	w.log.Info("patient discharged by another process; forgotten here", "hospital", pt.h, "patient", pt.p)
 }
 

@@ -155,9 +155,10 @@ func codeOf(err error) string {
 }
 
 // cmdHealthcheck asks a running Vigil's /readyz (for container health checks, where there is
-// no curl). Without --url it asks the Vigil of the same environment: VIGIL_HTTP_ADDR, over
-// HTTPS when VIGIL_TLS_CERT is set (the certificate names the public host, not the loopback
-// address asked, so it is not verified then: the check never leaves the machine).
+// no curl). Without --url it asks the Vigil of the same environment (its environment
+// variables, not its flags): VIGIL_HTTP_ADDR, over HTTPS when VIGIL_TLS_CERT is set (the
+// certificate names the public host, not the loopback address asked, so it is not verified
+// then: the check does not leave the machine).
 func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	s := newSettings("vigil healthcheck")
 	s.fs.SetOutput(stderr)
@@ -182,7 +183,7 @@ func cmdHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 		scheme := "http"
 		if getenv("VIGIL_TLS_CERT") != "" {
 			scheme = "https"
-			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
 				client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 			}
 		}
