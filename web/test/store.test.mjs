@@ -235,6 +235,25 @@ test('beds and staff update live, ignore stale updates, and note changes in the 
   assert.deepEqual(store.staffList().map((m) => m.id), ['s2']);
 });
 
+test('a bed event moves its patient on the ward without waiting for a sync', () => {
+  const { store } = setup();
+  store.mergePatients([{ id: 'p1', name: 'Jane', bed: 'b1' }, { id: 'p2', name: 'John', bed: 'b5' }], store.beginSync());
+  const bed = (id, status, patient, t) => ({ hospital: 'h1', id, status, patient, updated_at: iso(t) });
+  store.handleMessage(topic('bed', 'b1'), env('bed_status_changed', 'e1', bed('b1', 'occupied', 'p1', T0)), { retained: true });
+  // p1 moves to b2: b2 is occupied by p1, then b1 is to be cleaned.
+  store.handleMessage(topic('bed', 'b2'), env('bed_status_changed', 'e2', bed('b2', 'occupied', 'p1', T0 + 1000)));
+  assert.equal(store.patients.get('p1').bed, 'b2');
+  store.handleMessage(topic('bed', 'b1'), env('bed_status_changed', 'e3', bed('b1', 'cleaning', null, T0 + 1000)));
+  assert.equal(store.patients.get('p1').bed, 'b2', 'the bed left does not take the patient back');
+  // b5 is freed: p2 no longer has a bed.
+  store.handleMessage(topic('bed', 'b5'), env('bed_status_changed', 'e4', bed('b5', 'occupied', 'p2', T0)), { retained: true });
+  store.handleMessage(topic('bed', 'b5'), env('bed_status_changed', 'e5', bed('b5', 'free', null, T0 + 2000)));
+  assert.equal(store.patients.get('p2').bed, '');
+  // A stale event changes nothing.
+  store.handleMessage(topic('bed', 'b2'), env('bed_status_changed', 'e6', bed('b2', 'free', null, T0)));
+  assert.equal(store.patients.get('p1').bed, 'b2');
+});
+
 test('hospital broadcasts: low fades, high stays until removed', () => {
   const { store, advance } = setup();
   store.handleMessage(topic('hospital_alerts'), env('hospital_alert', 'b1', { priority: 'low', message: 'Fire drill at 3', by: 'admin' }));

@@ -745,11 +745,34 @@ export class Store {
   upsertBed(bed, { live = false, id } = {}) {
     const r = this.upsertEntity(this.beds, bed, id, 'beds');
     if (!r) return false;
+    this.bedMoves(r);
     if (live && r.prev && r.prev.status !== r.rec.status) {
       const who = r.rec.patient ? ` (${patientName(this.patients.get(r.rec.patient)) || r.rec.patient})` : '';
       this.addEvent('bed', `${bedLabel(r.rec.id)}: ${bedStatusLabel(r.rec.status)}${who}`);
     }
     return true;
+  }
+
+  /**
+   * Vigil keeps beds and patients in step: the patient an occupied bed names has it on their
+   * record, and a patient the bed no longer names has lost it. The ward shows a move as soon as
+   * the bed's event arrives, without waiting for the next sync.
+   */
+  bedMoves({ prev, rec }) {
+    let moved = false;
+    const occupant = rec.status === 'occupied' && rec.patient ? String(rec.patient) : '';
+    const inBed = this.patients.get(occupant);
+    if (inBed && String(inBed.bed ?? '') !== rec.id) {
+      inBed.bed = rec.id;
+      moved = true;
+    }
+    const left = prev && prev.patient ? String(prev.patient) : '';
+    const out = left !== occupant ? this.patients.get(left) : undefined;
+    if (out && String(out.bed ?? '') === rec.id) {
+      out.bed = '';
+      moved = true;
+    }
+    if (moved) this.emit('patients');
   }
 
   upsertStaff(member, { live = false, id } = {}) {
