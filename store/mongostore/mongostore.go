@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
 	"github.com/vigilhq/vigil/store"
@@ -101,6 +102,18 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 	co := options.Client().ApplyURI(uri).SetAppName("vigil")
 	if co.ServerSelectionTimeout == nil {
 		co.SetServerSelectionTimeout(5 * time.Second)
+	}
+	// What Vigil acknowledges (a sample's PUBACK, an alert change it publishes) must survive the
+	// primary's loss: writes wait for a majority of the replica set, journaled. A URI asking for
+	// less durability is refused; one asking for fewer nodes is allowed, with a warning.
+	switch wc := co.WriteConcern; {
+	case wc == nil:
+		journal := true
+		co.SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: &journal})
+	case !wc.Acknowledged() || (wc.Journal != nil && !*wc.Journal):
+		return nil, fmt.Errorf("mongodb: the URI's write concern (w=%v, journal=%v) does not make acknowledged writes durable; leave w and journal unset (Vigil uses w=majority, journaled)", wc.W, journalString(wc.Journal))
+	case wc.W != "majority":
+		opts.Logger.Warn("mongodb: the URI's write concern is not w=majority: writes acknowledged to devices and clinicians may be lost on a failover", "w", wc.W)
 	}
 	client, err := mongo.Connect(co)
 	if err != nil {
@@ -240,6 +253,20 @@ func (s *Store) createIndexes() error {
 			return fmt.Errorf("indexes of %s: %w", set.c.Name(), err)
 		}
 	}
+	if s.opts.Retention <= 0 {
+		// Vitals are kept for ever: the TTL index of an earlier retention must not go on
+		// expiring them.
+		have, err := indexNames(ctx, s.vitals)
+		if err != nil {
+			return fmt.Errorf("indexes of %s: %w", s.vitals.Name(), err)
+		}
+		if have["vitals_ttl"] {
+			if err := s.vitals.Indexes().DropOne(ctx, "vitals_ttl"); err != nil {
+				return fmt.Errorf("dropping the vitals TTL index (retention 0: for ever): %w", err)
+			}
+			s.log.Info("vitals are kept for ever: the TTL index of an earlier retention dropped")
+		}
+	}
 	if s.opts.Retention > 0 {
 		ttl := mongo.IndexModel{
 			Keys:    bson.D{{Key: "ts", Value: 1}},
@@ -346,4 +373,11 @@ func DropDatabase(ctx context.Context, uri string) error {
 	}
 	defer c.Disconnect(ctx)
 	return c.Database(db).Drop(ctx)
+}
+
+func journalString(j *bool) string {
+	if j == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*j)
 }

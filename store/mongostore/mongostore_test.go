@@ -151,3 +151,71 @@ func TestPatientStoredBeforeVersions(t *testing.T) {
 		t.Fatalf("GetPatient after the update = %+v, %v; want bed b1, version 1", got, err)
 	}
 }
+
+// TestWriteConcernRefused: a URI whose write concern would acknowledge writes that are not
+// durable (w=0, or journal=false) is refused, naming the write concern; w=1 is allowed.
+func TestWriteConcernRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, q := range []string{"w=0", "journal=false"} {
+		uri := testURI(t, "vigiltest_wc") + "&" + q
+		if !strings.Contains(uri, "?") {
+			uri = strings.Replace(uri, "&", "?", 1)
+		}
+		s, err := mongostore.Open(ctx, uri, mongostore.Options{})
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open with %s succeeded; want it refused", q)
+		}
+		if !strings.Contains(err.Error(), "write concern") {
+			t.Fatalf("Open with %s: %v; want an error naming the write concern", q, err)
+		}
+	}
+	uri := testURI(t, "vigiltest_wc") + "&w=1"
+	if !strings.Contains(uri, "?") {
+		uri = strings.Replace(uri, "&", "?", 1)
+	}
+	s, err := mongostore.Open(ctx, uri, mongostore.Options{})
+	if err != nil {
+		t.Fatalf("Open with w=1: %v; want it allowed", err)
+	}
+	s.Close()
+}
+
+// TestRetentionZeroDropsTTL: with the retention set to 0 (for ever), the TTL index an earlier
+// retention created is dropped, so the server stops expiring vitals.
+func TestRetentionZeroDropsTTL(t *testing.T) {
+	f := &factory{dbs: map[store.Store]string{}}
+	s := f.Open(t)
+	db := f.dbs[s]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := mongo.Connect(options.Client().ApplyURI(testURI(t, db)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Disconnect(ctx)
+	vitals := cl.Database(db).Collection("vitals")
+	// FerretDB has no TTL indexes: an index of that name stands in for one.
+	if _, err := vitals.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "ts", Value: 1}}, Options: options.Index().SetName("vitals_ttl")}); err != nil {
+		t.Fatalf("creating vitals_ttl: %v", err)
+	}
+	s.Close()
+	s2, err := mongostore.Open(ctx, testURI(t, db), mongostore.Options{Retention: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.WaitIndexed(ctx); err != nil {
+		t.Fatalf("WaitIndexed: %v", err)
+	}
+	specs, err := vitals.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range specs {
+		if sp.Name == "vitals_ttl" {
+			t.Fatal("vitals_ttl still there with retention 0; want it dropped")
+		}
+	}
+}
