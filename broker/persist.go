@@ -270,12 +270,15 @@ func (p *persistence) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (p *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
-	if cl.Net.Inline && p.volatile != nil && p.volatile(pk.TopicName) {
-		return // Vigil republishes these itself after a restart
-	}
 	if r == -1 {
+		// Deleted, volatile or not: a copy stored before the topic became volatile (or by an
+		// earlier version) would otherwise come back at every restart (a discharged patient's
+		// risk).
 		p.del(retainedKey(pk.TopicName))
 		return
+	}
+	if cl.Net.Inline && p.volatile != nil && p.volatile(pk.TopicName) {
+		return // Vigil republishes these itself after a restart
 	}
 	p.set(retainedKey(pk.TopicName), message(pk, "retained", ""))
 }
@@ -283,7 +286,10 @@ func (p *persistence) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int6
 func (p *persistence) OnRetainedExpired(topic string) { p.del(retainedKey(topic)) }
 
 func (p *persistence) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
-	if cl.Net.Inline || !persistent(cl) {
+	// mochi passes the PUBACK of each QoS 1 message a client sent here too, and completes it at
+	// once: stored, a crash between the two would restore it, and the resumed session would
+	// resend it, acknowledging whichever message then has its packet ID.
+	if cl.Net.Inline || !persistent(cl) || pk.FixedHeader.Type == packets.Puback {
 		return
 	}
 	m := message(pk, "inflight", cl.ID)
@@ -292,7 +298,7 @@ func (p *persistence) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int6
 }
 
 func (p *persistence) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline || !persistent(cl) {
+	if cl.Net.Inline || !persistent(cl) || pk.FixedHeader.Type == packets.Puback {
 		return
 	}
 	p.del(inflightKey(cl.ID, pk.PacketID))
@@ -363,8 +369,23 @@ func (p *persistence) StoredInflightMessages() ([]storage.Message, error) {
 	return scan[storage.Message](p, "i/")
 }
 
+// StoredRetainedMessages loads the retained messages, but none of a volatile topic: Vigil
+// republishes those itself, and a stored copy (from an earlier version) may be stale or of a
+// patient since discharged. Such copies are deleted.
 func (p *persistence) StoredRetainedMessages() ([]storage.Message, error) {
-	return scan[storage.Message](p, "r/")
+	all, err := scan[storage.Message](p, "r/")
+	if err != nil || p.volatile == nil {
+		return all, err
+	}
+	kept := all[:0]
+	for _, m := range all {
+		if p.volatile(m.TopicName) {
+			p.del(retainedKey(m.TopicName))
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept, nil
 }
 
 func prefixEnd(p []byte) []byte {
