@@ -134,6 +134,10 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	savedAt := now.UnixMilli() // when the saved state was true
 	st, err := w.st.GetPatientState(ctx, rec.Hospital, rec.ID)
 	switch {
+	case err == nil && st.UpdatedAt.Before(rec.AdmittedAt):
+		// Saved before this admission: an earlier one's (a snapshot that outlived its discharge),
+		// whose readings, conditions and devices are not this patient's now.
+		w.log.Warn("saved patient state is of an earlier admission; ignored", "hospital", rec.Hospital, "patient", rec.ID, "saved", st.UpdatedAt, "admitted", rec.AdmittedAt)
 	case err == nil:
 		saved, derr := pt.decode(st.Data)
 		if derr != nil {
@@ -335,6 +339,7 @@ func (w *worker) apply(ctx context.Context, j job) result {
 				return result{err: errDischargeUnresolved}
 			}
 		}
+		w.saves.Wait() // a snapshot under way must not write the state back after its deletion
 		if err := w.st.DeletePatientState(ctx, pt.h, pt.p); err != nil {
 			w.log.Warn("deleting patient state failed", "hospital", pt.h, "patient", pt.p, "err", err)
 		}
@@ -580,6 +585,8 @@ func (w *worker) refresh(ctx context.Context, pt *patient) error {
 		// None stored: nothing is known of this admission yet (a discharge elsewhere deleted
 		// what this process still holds of an earlier one).
 		pt.version = 0
+	case err == nil && st.UpdatedAt.Before(rec.AdmittedAt):
+		pt.version = st.Version // an earlier admission's: its data is not this one's (see load)
 	case err != nil:
 		return err
 	default:
