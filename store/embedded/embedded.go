@@ -50,8 +50,9 @@ type DB struct {
 	// writeMu serialises read-modify-write operations (create-if-absent, version checks).
 	writeMu sync.Mutex
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 var _ store.Store = (*DB)(nil)
@@ -96,14 +97,15 @@ func Dir(dataDir string) string { return filepath.Join(dataDir, "store") }
 // Close stops the sweeper and closes the database. Operations after Close fail with
 // store.ErrUnavailable.
 func (d *DB) Close() error {
+	// The sweeper first, without the lock: a sweep about to start needs it to finish.
+	d.stopOnce.Do(func() { close(d.stop) })
+	d.wg.Wait()
 	d.closeMu.Lock()
 	defer d.closeMu.Unlock()
 	if d.closed {
 		return nil
 	}
 	d.closed = true
-	close(d.stop)
-	d.wg.Wait()
 	return d.db.Close()
 }
 

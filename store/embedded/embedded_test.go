@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/store/embedded"
@@ -45,4 +46,27 @@ func BenchmarkStore(b *testing.B) {
 		b.Cleanup(func() { db.Close() })
 		return db
 	})
+}
+
+// TestCloseDuringSweep: Close returns while the retention sweeper is running or about to run
+// (it used to wait for the sweeper while holding the lock the sweep needed).
+func TestCloseDuringSweep(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 100 {
+		db, err := embedded.Open(dir, embedded.Options{Retention: time.Hour, SweepEvery: time.Microsecond})
+		if err != nil {
+			t.Fatalf("Open #%d: %v", i, err)
+		}
+		time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
+		done := make(chan error, 1)
+		go func() { done <- db.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Close #%d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close #%d did not return within 10 s while the sweeper ran", i)
+		}
+	}
 }
