@@ -233,7 +233,15 @@ func (w *worker) acknowledge(ctx context.Context, pt *patient, a *store.Alert, a
 // commit stores the change (durably, with its history event) and only then publishes it.
 func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, action, actor, note string, now time.Time, hospital bool) bool {
 	b.History = nil
-	if err := w.st.UpdateAlert(ctx, *b, event(b, action, actor, note, now)); err != nil {
+	err := w.st.UpdateAlert(ctx, *b, event(b, action, actor, note, now))
+	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+		// The answer may be what was lost (a timeout after the write): if the stored alert has
+		// this change's version, it is stored, and is announced like any other.
+		if stored, gerr := w.st.GetAlert(ctx, b.Hospital, b.ID); gerr == nil && stored.Version == b.Version && stored.State == b.State {
+			err = nil
+		}
+	}
+	if err != nil {
 		w.fail(action, pt, b.Kind, err)
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			w.reloadAlerts(ctx, pt) // someone else changed it: start again from the stored alert

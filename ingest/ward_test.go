@@ -327,6 +327,7 @@ type failingStore struct {
 	fail     atomic.Bool
 	conflict atomic.Bool
 	lostAck  atomic.Bool // the next CreateAlert is stored but reports a failure (a timeout after the insert)
+	lostUpd  atomic.Bool // the next UpdateAlert is stored but reports a failure
 	noCreate atomic.Bool // the next CreateAlert fails and stores nothing
 }
 
@@ -354,7 +355,13 @@ func (f *failingStore) UpdateAlert(ctx context.Context, a store.Alert, ev store.
 	if f.fail.Load() {
 		return fmt.Errorf("update alert: %w", store.ErrUnavailable)
 	}
-	return f.DB.UpdateAlert(ctx, a, ev)
+	if err := f.DB.UpdateAlert(ctx, a, ev); err != nil {
+		return err
+	}
+	if f.lostUpd.Swap(false) {
+		return fmt.Errorf("update alert: %w", store.ErrUnavailable)
+	}
+	return nil
 }
 
 // TestDischargeStoreFails: a discharge whose open alerts cannot be resolved is refused and
@@ -673,5 +680,25 @@ func TestLimitsCheckedWhenChanged(t *testing.T) {
 	_, err := w.Update(e.ctx(), hosp, pat, func(p *store.Patient) { v := 160.0; p.Limits.HRLow = &v })
 	if !errors.As(err, &fe) || fe.Key != "limits.hr_low" {
 		t.Errorf("changing hr_low to 160 over the site's hr_high: %v; want a refusal naming limits.hr_low", err)
+	}
+}
+
+// TestUpdateStoredDespiteError: an acknowledgement whose write reached the store but reported a
+// failure (a timeout after the write) is answered and announced as done: answered 503, its
+// retry would get 409 and no dashboard would ever hear of it.
+func TestUpdateStoredDespiteError(t *testing.T) {
+	e := newEnv(t, nil)
+	fs := startFailing(e)
+	e.admit(pat, nil)
+	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
+	a := e.mustOpen(pat, KindNEWS2)
+	e.events()
+	fs.lostUpd.Store(true)
+	got, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", "")
+	if err != nil || got.State != store.StateAcknowledged {
+		t.Fatalf("Acknowledge with the answer lost = %s, %v; want acknowledged", got.State, err)
+	}
+	if acts := alertActions(t, e.events(), alertsTopic); len(acts) != 1 || acts[0] != ActionAcknowledged {
+		t.Fatalf("alert events %v; want the acknowledgement announced", acts)
 	}
 }
