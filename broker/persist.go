@@ -297,8 +297,10 @@ func (p *persistence) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int6
 	p.set(inflightKey(cl.ID, pk.PacketID), m)
 }
 
+// OnQosComplete is also called with the PUBACK a client sends for a message sent to it: that
+// message's stored copy goes.
 func (p *persistence) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if cl.Net.Inline || !persistent(cl) || pk.FixedHeader.Type == packets.Puback {
+	if cl.Net.Inline || !persistent(cl) {
 		return
 	}
 	p.del(inflightKey(cl.ID, pk.PacketID))

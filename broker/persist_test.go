@@ -58,7 +58,7 @@ func TestVolatileRetainedNotRestored(t *testing.T) {
 
 // TestPubackNotStoredAsInflight: the PUBACK mochi builds for a QoS 1 message a device sent is
 // not stored as an inflight message of its session (a crash could restore and resend it); a
-// QoS 1 message sent to a client still is.
+// QoS 1 message sent to a client still is, until the client's PUBACK completes it.
 func TestPubackNotStoredAsInflight(t *testing.T) {
 	p, err := openPersistence(t.TempDir(), time.Hour, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -76,5 +76,10 @@ func TestPubackNotStoredAsInflight(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].PacketID != 8 {
 		t.Fatalf("stored inflight messages %+v; want the outgoing publish (8) alone", got)
+	}
+	// The device acknowledges it: mochi completes it with the device's PUBACK.
+	p.OnQosComplete(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: 8})
+	if got, err := p.StoredInflightMessages(); err != nil || len(got) != 0 {
+		t.Fatalf("stored inflight messages after the device's PUBACK: %+v, %v; want none", got, err)
 	}
 }
