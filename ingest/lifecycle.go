@@ -233,13 +233,10 @@ func (w *worker) acknowledge(ctx context.Context, pt *patient, a *store.Alert, a
 // commit stores the change (durably, with its history event) and only then publishes it.
 func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, action, actor, note string, now time.Time, hospital bool) bool {
 	b.History = nil
-	err := w.st.UpdateAlert(ctx, *b, event(b, action, actor, note, now))
-	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-		// The answer may be what was lost (a timeout after the write): if the stored alert has
-		// this change's version, it is stored, and is announced like any other.
-		if stored, gerr := w.st.GetAlert(ctx, b.Hospital, b.ID); gerr == nil && stored.Version == b.Version && stored.State == b.State {
-			err = nil
-		}
+	ev := event(b, action, actor, note, now)
+	err := w.st.UpdateAlert(ctx, *b, ev)
+	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && w.landed(ctx, b, ev) {
+		err = nil // stored after all: announced like any other change
 	}
 	if err != nil {
 		w.fail(action, pt, b.Kind, err)
@@ -268,6 +265,26 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 	} else {
 		w.publishAlert(ctx, b, action)
 	}
+	return true
+}
+
+// landed reports whether a change whose write reported a failure that says nothing of the
+// write (a timeout after it) is stored all the same: the stored alert's last event is this
+// very change (not another's of the same version, in shared mode). It reads with a context of
+// its own: the job's may be what ran out. The stored alert then replaces b.
+func (w *worker) landed(ctx context.Context, b *store.Alert, ev store.AlertEvent) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	stored, err := w.st.GetAlert(ctx, b.Hospital, b.ID)
+	if err != nil || stored.Version != b.Version || len(stored.History) == 0 {
+		return false
+	}
+	last := stored.History[len(stored.History)-1]
+	if last.Version != ev.Version || last.Action != ev.Action || last.Actor != ev.Actor || !last.At.Equal(ev.At) || last.Note != ev.Note {
+		return false
+	}
+	stored.History = nil
+	*b = stored
 	return true
 }
 

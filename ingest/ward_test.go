@@ -328,6 +328,9 @@ type failingStore struct {
 	conflict atomic.Bool
 	lostAck  atomic.Bool // the next CreateAlert is stored but reports a failure (a timeout after the insert)
 	lostUpd  atomic.Bool // the next UpdateAlert is stored but reports a failure
+	// otherUpd: the next UpdateAlert meets another's change of the same version, stored first
+	// (another process's), and reports a failure that says nothing of its own write.
+	otherUpd atomic.Bool
 	noCreate atomic.Bool // the next CreateAlert fails and stores nothing
 }
 
@@ -353,6 +356,14 @@ func (f *failingStore) PutPatientState(ctx context.Context, st store.PatientStat
 
 func (f *failingStore) UpdateAlert(ctx context.Context, a store.Alert, ev store.AlertEvent) error {
 	if f.fail.Load() {
+		return fmt.Errorf("update alert: %w", store.ErrUnavailable)
+	}
+	if f.otherUpd.Swap(false) {
+		other := ev
+		other.Actor, other.Note = "nurse2", "by another process"
+		if err := f.DB.UpdateAlert(ctx, a, other); err != nil {
+			return err
+		}
 		return fmt.Errorf("update alert: %w", store.ErrUnavailable)
 	}
 	if err := f.DB.UpdateAlert(ctx, a, ev); err != nil {
@@ -700,5 +711,24 @@ func TestUpdateStoredDespiteError(t *testing.T) {
 	}
 	if acts := alertActions(t, e.events(), alertsTopic); len(acts) != 1 || acts[0] != ActionAcknowledged {
 		t.Fatalf("alert events %v; want the acknowledgement announced", acts)
+	}
+}
+
+// TestUpdateFailedOtherStored: a change whose write reported a failure is not taken as stored
+// because another change of the same version is (another process's): it fails, and nothing is
+// announced in its name.
+func TestUpdateFailedOtherStored(t *testing.T) {
+	e := newEnv(t, nil)
+	fs := startFailing(e)
+	e.admit(pat, nil)
+	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
+	a := e.mustOpen(pat, KindNEWS2)
+	e.events()
+	fs.otherUpd.Store(true)
+	if _, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", ""); code(err) != "unavailable" {
+		t.Fatalf("Acknowledge meeting another's change = %v; want unavailable", err)
+	}
+	if acts := alertActions(t, e.events(), alertsTopic); len(acts) != 0 {
+		t.Fatalf("alert events %v; want none announced in nurse1's name", acts)
 	}
 }
