@@ -46,10 +46,11 @@ type Ward struct {
 	// another update (one change lost) or a discharge (the pipeline would take the discharged
 	// patient back). Striped by patient, so the lock set does not grow.
 	patients [64]sync.Mutex
-	// beds serialises, per hospital (striped), the changes that keep beds and patients in step:
-	// the bed checks and writes of admissions, updates, discharges and bed changes. Taken before
-	// a patient's lock, never after one, and released before the slow parts (the pipeline, the
-	// discharge's alerts), so a stalled discharge does not hold up the ward.
+	// beds serialises, per hospital (striped), the bed checks and writes of admissions,
+	// updates, discharges and bed changes. Taken after a patient's lock (never before one: a bed
+	// change updates its patients' records with versioned writes, without their locks) and
+	// held only around the bed work, so a discharge stalled on its alerts holds up its own
+	// patient alone.
 	beds [16]sync.Mutex
 }
 
@@ -82,8 +83,6 @@ func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 
 // Admit stores a new patient and starts watching them.
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
-	unlockBeds := w.lockBeds(p.Hospital)
-	defer unlockBeds()
 	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
 	p.AdmittedAt, p.UpdatedAt, p.Version = now, now, 1
@@ -93,6 +92,8 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 	if err := w.checkLimits(p.Limits); err != nil {
 		return store.Patient{}, err
 	}
+	unlockBeds := w.lockBeds(p.Hospital)
+	defer unlockBeds()
 	if err := w.bedFor(ctx, p.Hospital, p.Bed, p.ID); err != nil {
 		return store.Patient{}, err
 	}
@@ -114,9 +115,9 @@ func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error
 // scale and limits. The write is versioned: a change another process stored meanwhile is read
 // again and apply runs on it, so neither change is lost.
 func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patient)) (store.Patient, error) {
+	defer w.lockPatient(h, id)()
 	unlockBeds := w.lockBeds(h)
 	defer unlockBeds()
-	defer w.lockPatient(h, id)()
 	var oldBed string
 	p, err := w.update(ctx, h, id, func(p *store.Patient) error {
 		before := *p
@@ -141,8 +142,8 @@ func (w *Ward) Update(ctx context.Context, h, id string, apply func(*store.Patie
 }
 
 // update stores a change of a patient's record (edit changes a copy; an error from it stops the
-// update) with a version check: a change another process stored meanwhile is read again and
-// edit runs on it. Called with the patient's lock held.
+// update) with a version check: a change stored meanwhile (by another process, or by a bed
+// change here) is read again and edit runs on it.
 func (w *Ward) update(ctx context.Context, h, id string, edit func(*store.Patient) error) (store.Patient, error) {
 	for range maxRetries {
 		p, err := w.st.GetPatient(ctx, h, id)
@@ -265,41 +266,31 @@ func sameLimits(a, b store.AlarmLimits) bool {
 // Discharge resolves the patient's open alerts ("patient discharged"), unassigns their devices
 // and removes them; their bed is then to be cleaned.
 func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
-	rec, gone, err := w.discharge(ctx, h, id, actor)
-	if gone {
-		// The bed, once the patient is gone (taking the bed lock while holding the patient's
-		// would invert the lock order).
-		unlock := w.lockBeds(h)
-		w.moveBed(ctx, h, id, rec.Bed, "")
-		unlock()
-	}
-	return err
-}
-
-// discharge does Discharge's work under the patient's lock; gone: the record was deleted.
-func (w *Ward) discharge(ctx context.Context, h, id, actor string) (rec store.Patient, gone bool, err error) {
 	defer w.lockPatient(h, id)()
-	rec, err = w.st.GetPatient(ctx, h, id)
+	rec, err := w.st.GetPatient(ctx, h, id)
 	if err != nil {
-		return rec, false, w.notFound(err, "patient", h, id)
+		return w.notFound(err, "patient", h, id)
 	}
 	if err := w.pl.Discharge(ctx, h, id, actor); err != nil {
-		return rec, false, err
+		return err
 	}
 	if w.det != nil {
 		if err := w.det.UnassignPatient(ctx, h, id); err != nil {
-			return rec, false, err
+			return err
 		}
 	}
 	if err := w.st.DeletePatient(ctx, h, id); err != nil {
-		return rec, false, w.notFound(err, "patient", h, id)
+		return w.notFound(err, "patient", h, id)
 	}
+	unlockBeds := w.lockBeds(h)
+	w.moveBed(ctx, h, id, rec.Bed, "")
+	unlockBeds()
 	if w.det != nil {
 		// Once more: a device assigned meanwhile (its check saw the patient still admitted) is
 		// found now; an assignment after this finds the patient gone (see devices.Registry.Assign).
-		return rec, true, w.det.UnassignPatient(ctx, h, id)
+		return w.det.UnassignPatient(ctx, h, id)
 	}
-	return rec, true, nil
+	return nil
 }
 
 func isNotFound(err error) bool {
@@ -506,8 +497,9 @@ func (w *Ward) PutBed(ctx context.Context, b store.Bed) (store.Bed, error) {
 }
 
 // setBed changes the bed patient p's record names to what change returns, if it says so.
+// Called with the hospital's bed lock held, so without the patient's lock (the lock order):
+// the versioned write keeps a concurrent change of the record.
 func (w *Ward) setBed(ctx context.Context, h, p string, change func(bed string) (string, bool)) error {
-	defer w.lockPatient(h, p)()
 	_, err := w.update(ctx, h, p, func(rec *store.Patient) error {
 		bed, ok := change(rec.Bed)
 		if !ok {
