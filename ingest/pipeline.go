@@ -544,17 +544,19 @@ func (p *Pipeline) publish(ctx context.Context, topic string, payload []byte, re
 // sharedView reads a patient's view from the store: with several processes sharing the
 // stream, the one asked may not be the one that handled the patient last.
 func (p *Pipeline) sharedView(ctx context.Context, h, pt string) (PatientView, error) {
-	if _, err := p.st.GetPatient(ctx, h, pt); err != nil {
+	rec, err := p.st.GetPatient(ctx, h, pt)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return PatientView{}, &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", pt, h)}
 		}
 		return PatientView{}, err
 	}
 	x := newPatient(h, pt)
+	x.configure(rec, p.opts.Limits, p.opts.ConditionDelay)
 	st, err := p.st.GetPatientState(ctx, h, pt)
 	switch {
 	case err == nil:
-		if _, err := x.decode(st.Data); err != nil {
+		if _, _, err := x.decode(st.Data); err != nil {
 			return PatientView{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):

@@ -80,9 +80,10 @@ type patient struct {
 	risk      news2.Risk // last published
 	published bool
 
-	dirty   bool
-	version int64 // stored state version (shared mode)
-	loaded  bool
+	dirty    bool
+	version  int64 // stored state version (shared mode)
+	admitted int64 // the admission's time (ms; 0: not known), which saved states name
+	loaded   bool
 }
 
 func newPatient(h, p string) *patient {
@@ -148,6 +149,9 @@ func effectiveLimits(site Limits, own store.AlarmLimits) Limits {
 }
 
 func (pt *patient) configure(rec store.Patient, site Limits, delay time.Duration) {
+	if !rec.AdmittedAt.IsZero() {
+		pt.admitted = rec.AdmittedAt.UnixMilli()
+	}
 	pt.scale = news2.Scale1
 	if rec.SpO2Scale == 2 {
 		pt.scale = news2.Scale2
@@ -242,10 +246,12 @@ type stateDoc struct {
 	Implausible []int64                `json:"implausible,omitempty"`
 	Risk        *news2.Risk            `json:"risk,omitempty"`
 	SavedAt     int64                  `json:"saved_at"`
+	// Admitted names the admission the state is of (its time, ms); 0 in states saved before.
+	Admitted int64 `json:"admitted,omitempty"`
 }
 
 func (pt *patient) encode(now int64) ([]byte, error) {
-	d := stateDoc{Params: pt.params, Conds: pt.conds, Devices: pt.devices, Implausible: pt.implausible, SavedAt: now}
+	d := stateDoc{Params: pt.params, Conds: pt.conds, Devices: pt.devices, Implausible: pt.implausible, SavedAt: now, Admitted: pt.admitted}
 	if pt.published {
 		r := pt.risk
 		d.Risk = &r
@@ -253,11 +259,16 @@ func (pt *patient) encode(now int64) ([]byte, error) {
 	return json.Marshal(d)
 }
 
-// decode restores a saved state; it returns when it was saved.
-func (pt *patient) decode(b []byte) (int64, error) {
+// decode restores a saved state; it returns when it was saved. A state of another admission
+// than the patient's (an earlier one's, written back after its discharge) is not restored:
+// ours is false.
+func (pt *patient) decode(b []byte) (savedAt int64, ours bool, err error) {
 	var d stateDoc
 	if err := json.Unmarshal(b, &d); err != nil {
-		return 0, err
+		return 0, false, err
+	}
+	if d.Admitted != 0 && pt.admitted != 0 && d.Admitted != pt.admitted {
+		return d.SavedAt, false, nil
 	}
 	pt.params = d.Params
 	if d.Conds != nil {
@@ -270,5 +281,5 @@ func (pt *patient) decode(b []byte) (int64, error) {
 	if d.Risk != nil {
 		pt.risk, pt.published = *d.Risk, true
 	}
-	return d.SavedAt, nil
+	return d.SavedAt, true, nil
 }

@@ -134,15 +134,16 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	savedAt := now.UnixMilli() // when the saved state was true
 	st, err := w.st.GetPatientState(ctx, rec.Hospital, rec.ID)
 	switch {
-	case err == nil && st.UpdatedAt.Before(rec.AdmittedAt):
-		// Saved before this admission: an earlier one's (a snapshot that outlived its discharge),
-		// whose readings, conditions and devices are not this patient's now.
-		w.log.Warn("saved patient state is of an earlier admission; ignored", "hospital", rec.Hospital, "patient", rec.ID, "saved", st.UpdatedAt, "admitted", rec.AdmittedAt)
 	case err == nil:
-		saved, derr := pt.decode(st.Data)
-		if derr != nil {
+		saved, ours, derr := pt.decode(st.Data)
+		switch {
+		case derr != nil:
 			w.log.Warn("saved patient state unreadable; rebuilding from samples", "hospital", rec.Hospital, "patient", rec.ID, "err", derr)
-		} else {
+		case !ours:
+			// An earlier admission's (a snapshot that outlived its discharge): its readings,
+			// conditions and devices are not this patient's now.
+			w.log.Warn("saved patient state is of an earlier admission; ignored", "hospital", rec.Hospital, "patient", rec.ID, "admitted", rec.AdmittedAt)
+		default:
 			pt.version = st.Version
 			from = time.UnixMilli(saved).Add(-time.Second)
 			savedAt = saved
@@ -585,13 +586,16 @@ func (w *worker) refresh(ctx context.Context, pt *patient) error {
 		// None stored: nothing is known of this admission yet (a discharge elsewhere deleted
 		// what this process still holds of an earlier one).
 		pt.version = 0
-	case err == nil && st.UpdatedAt.Before(rec.AdmittedAt):
-		pt.version = st.Version // an earlier admission's: its data is not this one's (see load)
 	case err != nil:
 		return err
 	default:
-		if _, err := fresh.decode(st.Data); err != nil {
+		fresh.admitted = pt.admitted
+		_, ours, err := fresh.decode(st.Data)
+		if err != nil {
 			return err
+		}
+		if !ours {
+			fresh = newPatient(pt.h, pt.p) // an earlier admission's: its data is not this one's
 		}
 		pt.version = st.Version
 	}
