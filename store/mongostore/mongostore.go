@@ -112,6 +112,9 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		co.SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: &journal})
 	case !wc.Acknowledged() || (wc.Journal != nil && !*wc.Journal):
 		return nil, fmt.Errorf("mongodb: the URI's write concern (w=%v, journal=%v) does not make acknowledged writes durable; leave w and journal unset (Vigil uses w=majority, journaled)", wc.W, journalString(wc.Journal))
+	case wc.W == nil:
+		// journal=true alone: the server's default w (1 on many deployments) is not enough.
+		co.SetWriteConcern(&writeconcern.WriteConcern{W: "majority", Journal: wc.Journal})
 	case wc.W != "majority":
 		opts.Logger.Warn("mongodb: the URI's write concern is not w=majority: writes acknowledged to devices and clinicians may be lost on a failover", "w", wc.W)
 	}
