@@ -252,6 +252,14 @@ test('a bed event moves its patient on the ward without waiting for a sync', () 
   // A stale event changes nothing.
   store.handleMessage(topic('bed', 'b2'), env('bed_status_changed', 'e6', bed('b2', 'free', null, T0)));
   assert.equal(store.patients.get('p1').bed, 'b2');
+  // A retained bed replayed on reconnect does not move anyone: the records are the truth.
+  store.handleMessage(topic('bed', 'b7'), env('bed_status_changed', 'e7', bed('b7', 'occupied', 'p1', T0 + 3000)), { retained: true });
+  assert.equal(store.patients.get('p1').bed, 'b2');
+  // A patient list fetched before a live move does not undo it.
+  const mark = store.beginSync();
+  store.handleMessage(topic('bed', 'b8'), env('bed_status_changed', 'e8', bed('b8', 'occupied', 'p1', T0 + 4000)));
+  store.mergePatients([{ id: 'p1', name: 'Jane', bed: 'b2' }, { id: 'p2', name: 'John', bed: '' }], mark);
+  assert.equal(store.patients.get('p1').bed, 'b8');
 });
 
 test('hospital broadcasts: low fades, high stays until removed', () => {

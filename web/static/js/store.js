@@ -321,6 +321,7 @@ export class Store {
       _seen: 0,
       _liveRisk: 0, // clock of the last live risk event
       _liveVitals: 0, // clock of the last live vitals sample
+      _liveBed: 0, // clock of the last bed move heard live
       _stub: true,
     };
   }
@@ -400,6 +401,11 @@ export class Store {
         if (prev && prev._liveRisk > mark) {
           rec.risk = prev.risk;
           rec._liveRisk = prev._liveRisk;
+        }
+        // Likewise a bed move heard live while the list was on its way (see bedMoves).
+        if (prev && prev._liveBed > mark) {
+          rec.bed = prev.bed;
+          rec._liveBed = prev._liveBed;
         }
         if (prev?.last_vitals) {
           const live = parseTime(prev.last_vitals.ts);
@@ -745,7 +751,9 @@ export class Store {
   upsertBed(bed, { live = false, id } = {}) {
     const r = this.upsertEntity(this.beds, bed, id, 'beds');
     if (!r) return false;
-    this.bedMoves(r);
+    // Live changes only: a retained bed replayed on (re)connect may be older than the patients'
+    // records, which are the truth and come with the sync.
+    if (live) this.bedMoves(r);
     if (live && r.prev && r.prev.status !== r.rec.status) {
       const who = r.rec.patient ? ` (${patientName(this.patients.get(r.rec.patient)) || r.rec.patient})` : '';
       this.addEvent('bed', `${bedLabel(r.rec.id)}: ${bedStatusLabel(r.rec.status)}${who}`);
@@ -764,12 +772,14 @@ export class Store {
     const inBed = this.patients.get(occupant);
     if (inBed && String(inBed.bed ?? '') !== rec.id) {
       inBed.bed = rec.id;
+      inBed._liveBed = ++this.clock;
       moved = true;
     }
     const left = prev && prev.patient ? String(prev.patient) : '';
     const out = left !== occupant ? this.patients.get(left) : undefined;
     if (out && String(out.bed ?? '') === rec.id) {
       out.bed = '';
+      out._liveBed = ++this.clock;
       moved = true;
     }
     if (moved) this.emit('patients');
