@@ -267,8 +267,7 @@ func sameLimits(a, b store.AlarmLimits) bool {
 // and removes them; their bed is then to be cleaned.
 func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
 	defer w.lockPatient(h, id)()
-	rec, err := w.st.GetPatient(ctx, h, id)
-	if err != nil {
+	if _, err := w.st.GetPatient(ctx, h, id); err != nil {
 		return w.notFound(err, "patient", h, id)
 	}
 	if err := w.pl.Discharge(ctx, h, id, actor); err != nil {
@@ -279,10 +278,17 @@ func (w *Ward) Discharge(ctx context.Context, h, id, actor string) error {
 			return err
 		}
 	}
-	if err := w.st.DeletePatient(ctx, h, id); err != nil {
+	// The record's bed is read again, and the record deleted, under the bed lock: a bed
+	// change meanwhile (which does not wait for the patient's lock) may have moved them.
+	unlockBeds := w.lockBeds(h)
+	rec, err := w.st.GetPatient(ctx, h, id)
+	if err == nil {
+		err = w.st.DeletePatient(ctx, h, id)
+	}
+	if err != nil {
+		unlockBeds()
 		return w.notFound(err, "patient", h, id)
 	}
-	unlockBeds := w.lockBeds(h)
 	w.moveBed(ctx, h, id, rec.Bed, "")
 	unlockBeds()
 	if w.det != nil {

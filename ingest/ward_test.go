@@ -732,3 +732,41 @@ func TestUpdateFailedOtherStored(t *testing.T) {
 		t.Fatalf("alert events %v; want none announced in nurse1's name", acts)
 	}
 }
+
+// bedMover is a Detacher that, on its first call (inside a discharge, after the alerts are
+// resolved), moves the patient to another bed, as a bed change through the API can then.
+type bedMover struct {
+	w     *Ward
+	moved bool
+	t     *testing.T
+}
+
+func (m *bedMover) UnassignPatient(ctx context.Context, h, p string) error {
+	if !m.moved {
+		m.moved = true
+		if _, err := m.w.PutBed(ctx, store.Bed{Hospital: h, ID: "b2", Status: BedOccupied, Patient: p}); err != nil {
+			m.t.Errorf("PutBed during the discharge: %v", err)
+		}
+	}
+	return nil
+}
+
+// TestDischargeAfterBedMove: a patient moved to another bed while their discharge is under way
+// leaves that bed, not the one they were in when the discharge began, to be cleaned.
+func TestDischargeAfterBedMove(t *testing.T) {
+	e := newEnv(t, nil)
+	m := &bedMover{t: t}
+	w := NewWard(e.db, e.p, m)
+	m.w = w
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A", Bed: "b1"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+		t.Fatalf("Discharge: %v", err)
+	}
+	for _, id := range []string{"b1", "b2"} {
+		if b, err := e.db.GetBed(e.ctx(), hosp, id); err != nil || b.Status != BedCleaning || b.Patient != "" {
+			t.Errorf("bed %s after the discharge: %+v, %v; want cleaning, no patient", id, b, err)
+		}
+	}
+}
