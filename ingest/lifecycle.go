@@ -269,18 +269,21 @@ func (w *worker) commit(ctx context.Context, pt *patient, old, b *store.Alert, a
 }
 
 // landed reports whether a change whose write reported a failure that says nothing of the
-// write (a timeout after it) is stored all the same: the stored alert's last event is this
-// very change (not another's of the same version, in shared mode). It reads with a context of
-// its own: the job's may be what ran out. The stored alert then replaces b.
+// write (a timeout after it) is stored all the same: the stored history holds this very
+// change (not another's of the same version, in shared mode). It reads with a context of its
+// own, the job's may be what ran out. The stored alert (which may have changed again since)
+// then replaces b.
 func (w *worker) landed(ctx context.Context, b *store.Alert, ev store.AlertEvent) bool {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	stored, err := w.st.GetAlert(ctx, b.Hospital, b.ID)
-	if err != nil || stored.Version != b.Version || len(stored.History) == 0 {
+	if err != nil {
 		return false
 	}
-	last := stored.History[len(stored.History)-1]
-	if last.Version != ev.Version || last.Action != ev.Action || last.Actor != ev.Actor || !last.At.Equal(ev.At) || last.Note != ev.Note {
+	ours := slices.ContainsFunc(stored.History, func(h store.AlertEvent) bool {
+		return h.Version == ev.Version && h.Action == ev.Action && h.Actor == ev.Actor && h.At.Equal(ev.At) && h.Note == ev.Note
+	})
+	if !ours {
 		return false
 	}
 	stored.History = nil

@@ -556,7 +556,7 @@ func (p *Pipeline) sharedView(ctx context.Context, h, pt string) (PatientView, e
 	st, err := p.st.GetPatientState(ctx, h, pt)
 	switch {
 	case err == nil:
-		if _, _, err := x.decode(st.Data); err != nil {
+		if _, _, _, err := x.decode(st.Data); err != nil {
 			return PatientView{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):

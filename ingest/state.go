@@ -259,16 +259,17 @@ func (pt *patient) encode(now int64) ([]byte, error) {
 	return json.Marshal(d)
 }
 
-// decode restores a saved state; it returns when it was saved. A state of another admission
-// than the patient's (an earlier one's, written back after its discharge) is not restored:
-// ours is false.
-func (pt *patient) decode(b []byte) (savedAt int64, ours bool, err error) {
+// decode restores a saved state; it returns when it was saved and the admission it names (0:
+// none, a state saved before states named theirs). A state of another admission than the
+// patient's (an earlier one's, written back after its discharge) is not restored: ours is
+// false.
+func (pt *patient) decode(b []byte) (savedAt, admission int64, ours bool, err error) {
 	var d stateDoc
 	if err := json.Unmarshal(b, &d); err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	if d.Admitted != 0 && pt.admitted != 0 && d.Admitted != pt.admitted {
-		return d.SavedAt, false, nil
+		return d.SavedAt, d.Admitted, false, nil
 	}
 	pt.params = d.Params
 	if d.Conds != nil {
@@ -281,5 +282,5 @@ func (pt *patient) decode(b []byte) (savedAt int64, ours bool, err error) {
 	if d.Risk != nil {
 		pt.risk, pt.published = *d.Risk, true
 	}
-	return d.SavedAt, true, nil
+	return d.SavedAt, d.Admitted, true, nil
 }

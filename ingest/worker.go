@@ -135,7 +135,14 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 	st, err := w.st.GetPatientState(ctx, rec.Hospital, rec.ID)
 	switch {
 	case err == nil:
-		saved, ours, derr := pt.decode(st.Data)
+		saved, admission, ours, derr := pt.decode(st.Data)
+		if ours && admission == 0 && st.UpdatedAt.Before(rec.AdmittedAt) {
+			// A state that names no admission (saved before states did) but was saved before
+			// this one began: an earlier admission's.
+			pt = newPatient(rec.Hospital, rec.ID)
+			pt.configure(rec, w.opts.Limits, w.opts.ConditionDelay)
+			ours = false
+		}
 		switch {
 		case derr != nil:
 			w.log.Warn("saved patient state unreadable; rebuilding from samples", "hospital", rec.Hospital, "patient", rec.ID, "err", derr)
@@ -590,7 +597,7 @@ func (w *worker) refresh(ctx context.Context, pt *patient) error {
 		return err
 	default:
 		fresh.admitted = pt.admitted
-		_, ours, err := fresh.decode(st.Data)
+		_, _, ours, err := fresh.decode(st.Data)
 		if err != nil {
 			return err
 		}
