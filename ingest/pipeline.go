@@ -39,7 +39,7 @@ type Store interface {
 
 // Samples takes accepted samples for durable storage (store.Batcher: group commit).
 type Samples interface {
-	Add(s store.Sample) (*store.Pending, error)
+	Add(ctx context.Context, s store.Sample) (*store.Pending, error)
 }
 
 // UnknownDevice is the device of a sample whose sender is not known (from an external broker,
@@ -263,7 +263,7 @@ func (p *Pipeline) Accept(ctx context.Context, h, pt, device string, payload []b
 		s.Time = received
 	}
 	s.Time = store.Millis(s.Time)
-	pending, err := p.samples.Add(s)
+	pending, err := p.samples.Add(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +290,7 @@ func (p *Pipeline) Observe(ctx context.Context, h, pt, author string, v store.Vi
 		return news2.Risk{}, &Error{"not_found", fmt.Sprintf("patient %s not found in hospital %s", pt, h)}
 	}
 	s := store.Sample{Hospital: h, Patient: pt, Time: store.Millis(t), Author: author, Vitals: v}
-	pending, err := p.samples.Add(s)
+	pending, err := p.samples.Add(ctx, s)
 	if err != nil {
 		return news2.Risk{}, err
 	}

@@ -15,8 +15,9 @@ var ErrClosed = &Error{"unavailable", "batcher closed"}
 type BatcherOptions struct {
 	// MaxBatch is the most samples written in one call (default 4096).
 	MaxBatch int
-	// MaxPending is how many samples may wait for the writer before Append and Enqueue block
-	// (default 64 * MaxBatch): backpressure instead of unbounded memory.
+	// MaxPending is how many samples may wait for the writer before Add, Append and Enqueue
+	// wait (Add and Append until their context ends) (default 64 * MaxBatch): backpressure
+	// instead of unbounded memory.
 	MaxPending int
 	// Writers is how many batches may be written at once (default 1). One writer batches best:
 	// while its write syncs, the next batch fills; more writers take smaller batches.
@@ -38,9 +39,9 @@ type Batcher struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	space   *sync.Cond // signalled when pending drops below MaxPending
-	work    *sync.Cond // signalled when a batch is queued or the Batcher closes
-	queue   []*batch   // batches waiting for the writer, oldest first
+	space   chan struct{} // closed (and replaced) when pending drops, or the Batcher closes
+	work    *sync.Cond    // signalled when a batch is queued or the Batcher closes
+	queue   []*batch      // batches waiting for the writer, oldest first
 	pending int
 	closed  bool
 	done    chan struct{}
@@ -77,7 +78,7 @@ func NewBatcher(w SampleWriter, opts BatcherOptions) *Batcher {
 		done:  make(chan struct{}),
 		abort: make(chan struct{}),
 	}
-	b.space = sync.NewCond(&b.mu)
+	b.space = make(chan struct{})
 	b.work = sync.NewCond(&b.mu)
 	var wg sync.WaitGroup
 	for range opts.Writers {
@@ -97,7 +98,7 @@ func NewBatcher(w SampleWriter, opts BatcherOptions) *Batcher {
 // Append adds s to the next write and waits until it is durable (or ctx ends; the sample is
 // then still written, but the caller must not acknowledge it).
 func (b *Batcher) Append(ctx context.Context, s Sample) error {
-	p, err := b.Add(s)
+	p, err := b.Add(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -107,9 +108,11 @@ func (b *Batcher) Append(ctx context.Context, s Sample) error {
 // Pending is a sample handed to the Batcher.
 type Pending batch
 
-// Add adds s to the next write; Wait on the result tells when it is durable.
-func (b *Batcher) Add(s Sample) (*Pending, error) {
-	bt, err := b.add(s)
+// Add adds s to the next write; Wait on the result tells when it is durable. While the
+// Batcher holds MaxPending samples not yet written (the store is slow or down) it waits for
+// room, until ctx ends.
+func (b *Batcher) Add(ctx context.Context, s Sample) (*Pending, error) {
+	bt, err := b.add(ctx, s)
 	return (*Pending)(bt), err
 }
 
@@ -125,14 +128,21 @@ func (p *Pending) Wait(ctx context.Context) error {
 
 // Enqueue adds s to the next write without waiting for it (QoS 0 samples).
 func (b *Batcher) Enqueue(s Sample) error {
-	_, err := b.add(s)
+	_, err := b.add(context.Background(), s)
 	return err
 }
 
-func (b *Batcher) add(s Sample) (*batch, error) {
+func (b *Batcher) add(ctx context.Context, s Sample) (*batch, error) {
 	b.mu.Lock()
 	for b.pending >= b.opts.MaxPending && !b.closed {
-		b.space.Wait()
+		room := b.space
+		b.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("vitals write queue full (%d samples not yet written): %w", b.opts.MaxPending, ctx.Err())
+		}
+		b.mu.Lock()
 	}
 	if b.closed {
 		b.mu.Unlock()
@@ -169,7 +179,8 @@ func (b *Batcher) run() {
 
 		b.mu.Lock()
 		b.pending -= len(bt.samples)
-		b.space.Broadcast()
+		close(b.space)
+		b.space = make(chan struct{})
 		b.mu.Unlock()
 		close(bt.done)
 	}
@@ -203,8 +214,11 @@ func (b *Batcher) write(bt *batch) {
 // get the error, so nothing unwritten was acknowledged) and says how many.
 func (b *Batcher) Close(ctx context.Context) error {
 	b.mu.Lock()
-	b.closed = true
-	b.space.Broadcast()
+	if !b.closed {
+		b.closed = true
+		close(b.space)
+		b.space = make(chan struct{})
+	}
 	b.work.Broadcast()
 	b.mu.Unlock()
 	select {
