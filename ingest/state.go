@@ -83,6 +83,7 @@ type patient struct {
 	dirty    bool
 	version  int64 // stored state version (shared mode)
 	admitted int64 // the admission's time (ms; 0: not known), which saved states name
+	savedAt  int64 // when its state was last saved (ms; snapshots, not shared mode)
 	loaded   bool
 }
 

@@ -79,6 +79,10 @@ type worker struct {
 	// deadlines bounds each job (jobDeadline); one context serves the jobs of 100 ms.
 	deadlines *deadline.Shared
 
+	// late: a sample older than its patient's saved state changed the state; the next loop
+	// saves it (see apply).
+	late bool
+
 	// The periodic snapshot is written by another goroutine (snapshotLater), one at a time.
 	saving atomic.Bool    // a snapshot is being written
 	saves  sync.WaitGroup // the goroutine writing it
@@ -104,6 +108,9 @@ func (w *worker) run() {
 	// across a restart) and timers that fell due while stopped run.
 	w.tick()
 	for {
+		if w.late && w.snapshotLater() {
+			w.late = false
+		}
 		select {
 		case j := <-w.in:
 			w.handle(j)
@@ -153,7 +160,7 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 		default:
 			pt.version = st.Version
 			from = time.UnixMilli(saved).Add(-time.Second)
-			savedAt = saved
+			savedAt, pt.savedAt = saved, saved
 		}
 	case !errors.Is(err, store.ErrNotFound):
 		return err
@@ -310,7 +317,11 @@ func (w *worker) apply(ctx context.Context, j job) result {
 	var r result
 	switch j.kind {
 	case jobSample:
-		pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "")
+		if pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "") && j.sample.Time.UnixMilli() < pt.savedAt-1000 {
+			// Older than the patient's saved state, so a restart's replay (from the state's
+			// time) would not see it: save the state soon, not at the next snapshot.
+			w.late = true
+		}
 		if d := pt.devices[j.sample.Device]; d != nil {
 			d.Connected, d.Unclean, d.LastSeen = true, false, ms
 		} else if j.sample.Device == UnknownDevice {
@@ -518,19 +529,21 @@ func (w *worker) tick() {
 // their state) and another goroutine writes them, so that samples do not wait for the synced
 // write (a sample queued behind one waited up to 25 ms). One write at a time: while one is
 // under way the patients stay changed for the next.
-func (w *worker) snapshotLater() {
+// It reports false when a write was under way (nothing done).
+func (w *worker) snapshotLater() bool {
 	if w.opts.Shared || w.saving.Load() {
-		return
+		return !w.saving.Load()
 	}
 	batch := w.changedStates()
 	if len(batch) == 0 {
-		return
+		return true
 	}
 	w.saving.Store(true)
 	w.saves.Go(func() {
 		defer w.saving.Store(false)
 		w.writeStates(batch)
 	})
+	return true
 }
 
 // snapshot saves the state of changed patients now, after any write under way (at shutdown),
@@ -560,7 +573,7 @@ func (w *worker) changedStates() []store.PatientState {
 			continue
 		}
 		batch = append(batch, store.PatientState{Hospital: pt.h, Patient: pt.p, Version: pt.version, Data: data, UpdatedAt: time.UnixMilli(now).UTC()})
-		pt.dirty = false
+		pt.dirty, pt.savedAt = false, now
 	}
 	return batch
 }
