@@ -286,8 +286,10 @@ func (w *worker) landed(ctx context.Context, b *store.Alert, ev store.AlertEvent
 	if !ours {
 		return false
 	}
-	stored.History = nil
-	*b = stored
+	if stored.Version == b.Version {
+		stored.History = nil
+		*b = stored
+	} // else changed again since: b, this change as made, is what is announced
 	return true
 }
 

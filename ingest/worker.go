@@ -80,14 +80,20 @@ type worker struct {
 	deadlines *deadline.Shared
 
 	// late: a sample older than its patient's saved state changed the state; the next loop
-	// saves it (see apply).
-	late bool
+	// saves it (see apply), a second at least after the last such save (lateSaved).
+	late      bool
+	lateSaved time.Time
 
 	// The periodic snapshot is written by another goroutine (snapshotLater), one at a time.
 	saving atomic.Bool    // a snapshot is being written
 	saves  sync.WaitGroup // the goroutine writing it
 	resave atomic.Bool    // a write failed: the next snapshot saves every patient
 }
+
+// replaySkew is how far before a saved state's time a restart replays samples: samples from
+// monitors whose clocks are behind, handled after the snapshot, are then still replayed; only
+// older ones make the worker save at once (see apply).
+const replaySkew = 5 * time.Minute
 
 // maxRetries bounds how often a job is retried after a version conflict (shared mode).
 const maxRetries = 5
@@ -108,8 +114,8 @@ func (w *worker) run() {
 	// across a restart) and timers that fell due while stopped run.
 	w.tick()
 	for {
-		if w.late && w.snapshotLater() {
-			w.late = false
+		if w.late && time.Since(w.lateSaved) >= time.Second && w.snapshotLater() {
+			w.late, w.lateSaved = false, time.Now()
 		}
 		select {
 		case j := <-w.in:
@@ -159,7 +165,7 @@ func (w *worker) load(ctx context.Context, rec store.Patient, open []store.Alert
 			w.log.Warn("saved patient state is of an earlier admission; ignored", "hospital", rec.Hospital, "patient", rec.ID, "admitted", rec.AdmittedAt)
 		default:
 			pt.version = st.Version
-			from = time.UnixMilli(saved).Add(-time.Second)
+			from = time.UnixMilli(saved).Add(-replaySkew)
 			savedAt, pt.savedAt = saved, saved
 		}
 	case !errors.Is(err, store.ErrNotFound):
@@ -317,9 +323,9 @@ func (w *worker) apply(ctx context.Context, j job) result {
 	var r result
 	switch j.kind {
 	case jobSample:
-		if pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "") && j.sample.Time.UnixMilli() < pt.savedAt-1000 {
-			// Older than the patient's saved state, so a restart's replay (from the state's
-			// time) would not see it: save the state soon, not at the next snapshot.
+		if pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "") && j.sample.Time.UnixMilli() < pt.savedAt-replaySkew.Milliseconds() {
+			// Older than a restart's replay would go back (a backlog, a reading charted for
+			// earlier): save the state soon, not at the next snapshot.
 			w.late = true
 		}
 		if d := pt.devices[j.sample.Device]; d != nil {
@@ -531,8 +537,11 @@ func (w *worker) tick() {
 // under way the patients stay changed for the next.
 // It reports false when a write was under way (nothing done).
 func (w *worker) snapshotLater() bool {
-	if w.opts.Shared || w.saving.Load() {
-		return !w.saving.Load()
+	if w.opts.Shared {
+		return true // saved on every change
+	}
+	if w.saving.Load() {
+		return false
 	}
 	batch := w.changedStates()
 	if len(batch) == 0 {
@@ -610,11 +619,11 @@ func (w *worker) refresh(ctx context.Context, pt *patient) error {
 		return err
 	default:
 		fresh.admitted = pt.admitted
-		_, _, ours, err := fresh.decode(st.Data)
+		_, admission, ours, err := fresh.decode(st.Data)
 		if err != nil {
 			return err
 		}
-		if !ours {
+		if !ours || (admission == 0 && st.UpdatedAt.Before(rec.AdmittedAt)) {
 			fresh = newPatient(pt.h, pt.p) // an earlier admission's: its data is not this one's
 		}
 		pt.version = st.Version
