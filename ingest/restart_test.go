@@ -391,80 +391,52 @@ func TestSharedForgetRetries(t *testing.T) {
 	}
 }
 
-// TestRestartIgnoresEarlierAdmissionState: a saved state older than the patient's admission
-// (an earlier admission's, written back after its discharge) is not restored at a restart: its
-// readings would give the new admission an old risk and old alarms.
+// TestRestartIgnoresEarlierAdmissionState: a saved state of an earlier admission (a snapshot
+// written back after its discharge) is not restored at a restart: its readings would give the
+// new admission an old risk and old alarms. States name their admission; one saved before they
+// did is told by its time (saved before the admission).
 func TestRestartIgnoresEarlierAdmissionState(t *testing.T) {
-	e := newEnv(t, nil)
-	w := NewWard(e.db, e.p, nil)
-	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
-	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
-	e.snapshot()
-	old, err := e.db.GetPatientState(e.ctx(), hosp, pat)
-	if err != nil {
-		t.Fatalf("GetPatientState: %v", err)
-	}
-	e.at(time.Minute)
-	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
-		t.Fatalf("Discharge: %v", err)
-	}
-	if err := e.db.SavePatientStates(e.ctx(), []store.PatientState{old}); err != nil { // written back
-		t.Fatal(err)
-	}
-	e.at(2 * time.Minute)
-	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A again"}); err != nil {
-		t.Fatalf("Admit again: %v", err)
-	}
-	e.restart(nil)
-	v, err := e.p.View(e.ctx(), hosp, pat)
-	if err != nil {
-		t.Fatalf("View after the restart: %v", err)
-	}
-	if v.HasRisk || !v.Last[news2.Pulse].At.IsZero() {
-		t.Fatalf("after the restart the new admission has %+v; want nothing of the earlier one", v)
-	}
-}
-
-// TestRestartIgnoresEarlierUnnamedState: a state that names no admission (saved before states
-// did) but was saved before the patient's admission is an earlier admission's: not restored.
-func TestRestartIgnoresEarlierUnnamedState(t *testing.T) {
-	e := newEnv(t, nil)
-	w := NewWard(e.db, e.p, nil)
-	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
-	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
-	e.snapshot()
-	old, err := e.db.GetPatientState(e.ctx(), hosp, pat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(old.Data, &doc); err != nil {
-		t.Fatal(err)
-	}
-	delete(doc, "admitted") // as saved before states named their admission
-	old.Data, _ = json.Marshal(doc)
-	e.at(time.Minute)
-	if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
-		t.Fatalf("Discharge: %v", err)
-	}
-	if err := e.db.SavePatientStates(e.ctx(), []store.PatientState{old}); err != nil {
-		t.Fatal(err)
-	}
-	e.at(2 * time.Minute)
-	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A again"}); err != nil {
-		t.Fatalf("Admit again: %v", err)
-	}
-	e.restart(nil)
-	v, err := e.p.View(e.ctx(), hosp, pat)
-	if err != nil {
-		t.Fatalf("View after the restart: %v", err)
-	}
-	if v.HasRisk || !v.Last[news2.Pulse].At.IsZero() {
-		t.Fatalf("after the restart the new admission has %+v; want nothing of the earlier one", v)
+	for _, unnamed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "named", true: "unnamed"}[unnamed], func(t *testing.T) {
+			e := newEnv(t, nil)
+			w := NewWard(e.db, e.p, nil)
+			if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+				t.Fatalf("Admit: %v", err)
+			}
+			e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
+			e.snapshot()
+			old, err := e.db.GetPatientState(e.ctx(), hosp, pat)
+			if err != nil {
+				t.Fatalf("GetPatientState: %v", err)
+			}
+			if unnamed {
+				var doc map[string]any
+				if err := json.Unmarshal(old.Data, &doc); err != nil {
+					t.Fatal(err)
+				}
+				delete(doc, "admitted") // as saved before states named their admission
+				old.Data, _ = json.Marshal(doc)
+			}
+			e.at(time.Minute)
+			if err := w.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
+				t.Fatalf("Discharge: %v", err)
+			}
+			if err := e.db.SavePatientStates(e.ctx(), []store.PatientState{old}); err != nil { // written back
+				t.Fatal(err)
+			}
+			e.at(2 * time.Minute)
+			if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A again"}); err != nil {
+				t.Fatalf("Admit again: %v", err)
+			}
+			e.restart(nil)
+			v, err := e.p.View(e.ctx(), hosp, pat)
+			if err != nil {
+				t.Fatalf("View after the restart: %v", err)
+			}
+			if v.HasRisk || !v.Last[news2.Pulse].At.IsZero() {
+				t.Fatalf("after the restart the new admission has %+v; want nothing of the earlier one", v)
+			}
+		})
 	}
 }
 

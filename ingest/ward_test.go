@@ -698,12 +698,7 @@ func TestLimitsCheckedWhenChanged(t *testing.T) {
 // failure (a timeout after the write) is answered and announced as done: answered 503, its
 // retry would get 409 and no dashboard would ever hear of it.
 func TestUpdateStoredDespiteError(t *testing.T) {
-	e := newEnv(t, nil)
-	fs := startFailing(e)
-	e.admit(pat, nil)
-	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
-	a := e.mustOpen(pat, KindNEWS2)
-	e.events()
+	e, fs, a := raisedOnFailing(t)
 	fs.lostUpd.Store(true)
 	got, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", "")
 	if err != nil || got.State != store.StateAcknowledged {
@@ -718,12 +713,7 @@ func TestUpdateStoredDespiteError(t *testing.T) {
 // because another change of the same version is (another process's): it fails, and nothing is
 // announced in its name.
 func TestUpdateFailedOtherStored(t *testing.T) {
-	e := newEnv(t, nil)
-	fs := startFailing(e)
-	e.admit(pat, nil)
-	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
-	a := e.mustOpen(pat, KindNEWS2)
-	e.events()
+	e, fs, a := raisedOnFailing(t)
 	fs.otherUpd.Store(true)
 	if _, err := e.p.Acknowledge(e.ctx(), hosp, a.ID, "nurse1", ""); code(err) != "unavailable" {
 		t.Fatalf("Acknowledge meeting another's change = %v; want unavailable", err)
@@ -769,4 +759,17 @@ func TestDischargeAfterBedMove(t *testing.T) {
 			t.Errorf("bed %s after the discharge: %+v, %v; want cleaning, no patient", id, b, err)
 		}
 	}
+}
+
+// raisedOnFailing is a pipeline on a failingStore with the patient's NEWS2 alert raised and
+// the events so far taken.
+func raisedOnFailing(t *testing.T) (*env, *failingStore, store.Alert) {
+	t.Helper()
+	e := newEnv(t, nil)
+	fs := startFailing(e)
+	e.admit(pat, nil)
+	e.mustSubmit(pat, `{"rr":30,"spo2":85,"hr":135,"temp":39.5}`)
+	a := e.mustOpen(pat, KindNEWS2)
+	e.events()
+	return e, fs, a
 }
