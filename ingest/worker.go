@@ -79,8 +79,9 @@ type worker struct {
 	// deadlines bounds each job (jobDeadline); one context serves the jobs of 100 ms.
 	deadlines *deadline.Shared
 
-	// late: a sample older than its patient's saved state changed the state; the next loop
-	// saves it (see apply), a second at least after the last such save (lateSaved).
+	// late: a sample older than a restart's replay would go back changed its patient's state
+	// (see apply); it is saved right after the job, or at a later tick when a save is under
+	// way or the last such save (lateSaved) was less than a second ago.
 	late      bool
 	lateSaved time.Time
 
@@ -114,9 +115,6 @@ func (w *worker) run() {
 	// across a restart) and timers that fell due while stopped run.
 	w.tick()
 	for {
-		if w.late && time.Since(w.lateSaved) >= time.Second && w.snapshotLater() {
-			w.late, w.lateSaved = false, time.Now()
-		}
 		select {
 		case j := <-w.in:
 			w.handle(j)
@@ -270,9 +268,17 @@ func (w *worker) handle(j job) {
 		if j.kind == jobSample && !j.received.IsZero() {
 			w.m.sampleTimes(j.received, start, w.opts.Now())
 		}
+		w.saveLate()
 	}
 	if j.reply != nil {
 		j.reply <- r
+	}
+}
+
+// saveLate starts the save a late sample asked for (see worker.late), if it can now.
+func (w *worker) saveLate() {
+	if w.late && time.Since(w.lateSaved) >= time.Second && w.snapshotLater() {
+		w.late, w.lateSaved = false, time.Now()
 	}
 }
 
@@ -325,7 +331,7 @@ func (w *worker) apply(ctx context.Context, j job) result {
 	case jobSample:
 		if pt.merge(j.sample.Vitals, j.sample.Time.UnixMilli(), j.sample.Device == "") && j.sample.Time.UnixMilli() < pt.savedAt-replaySkew.Milliseconds() {
 			// Older than a restart's replay would go back (a backlog, a reading charted for
-			// earlier): save the state soon, not at the next snapshot.
+			// earlier): save the state right after this job, not at the next snapshot.
 			w.late = true
 		}
 		if d := pt.devices[j.sample.Device]; d != nil {
@@ -529,6 +535,7 @@ func (w *worker) tick() {
 		}
 		w.evaluate(ctx, pt, now)
 	}
+	w.saveLate()
 }
 
 // snapshotLater is the periodic snapshot. The worker encodes the changed patients (it owns
