@@ -35,6 +35,12 @@ func TestVolatileRetainedNotRestored(t *testing.T) {
 	p.OnRetainMessage(vigil, packets.Packet{TopicName: "hospital/h1/patient/p2/risk"}, -1)
 	// A risk published now is not stored.
 	p.OnRetainMessage(vigil, packets.Packet{TopicName: "hospital/h1/patient/p3/risk", Payload: []byte("{}")}, 1)
+	for _, topic := range []string{"hospital/h1/patient/p2/risk", "hospital/h1/patient/p3/risk"} {
+		var m storage.Message
+		if p.get(retainedKey(topic), &m) {
+			t.Errorf("%s stored before the restart; want it deleted (p2) or never stored (p3)", topic)
+		}
+	}
 	if err := p.close(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,8 +32,11 @@ func TestBatcherFullQueueHonoursContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	w := stalledWriter{DB: db, release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(w.release) }) }
+	t.Cleanup(release) // a failure before the release must not leave the writer stuck
 	b := store.NewBatcher(w, store.BatcherOptions{MaxBatch: 2, MaxPending: 4})
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	sample := func(i int) store.Sample {
@@ -51,7 +55,7 @@ func TestBatcherFullQueueHonoursContext(t *testing.T) {
 	if _, err := b.Add(ctx, sample(4)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Add to a full queue with the store stalled = %v; want the context's deadline", err)
 	}
-	close(w.release)
+	release()
 	for i, p := range queued {
 		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := p.Wait(wctx); err != nil {

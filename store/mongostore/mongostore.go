@@ -46,6 +46,7 @@ type Store struct {
 	db     *mongo.Database
 	opts   Options
 	log    *slog.Logger
+	wc     *writeconcern.WriteConcern // of every write
 
 	users, devices, patients, vitals, alerts, states, triage, beds, staff, broadcasts *mongo.Collection
 
@@ -138,9 +139,11 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		beds:       db.Collection("beds"),
 		staff:      db.Collection("staff"),
 		broadcasts: db.Collection("broadcasts"),
+		wc:         co.WriteConcern,
 		indexed:    make(chan struct{}),
 		stop:       make(chan struct{}),
 	}
+	s.log.Info("writes wait for", "w", s.wc.W, "journal", journalString(s.wc.Journal))
 	s.wg.Add(1)
 	go s.maintain()
 	return s, nil

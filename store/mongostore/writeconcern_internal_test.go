@@ -1,0 +1,62 @@
+package mongostore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWriteConcernDefaults: what Vigil acknowledges is written with w=majority, journaled,
+// unless the URI says otherwise: journal=true alone still gets w=majority, and a w other than
+// majority is kept but logged. (The driver connects lazily: no server is needed here.)
+func TestWriteConcernDefaults(t *testing.T) {
+	for _, tt := range []struct {
+		query, w, journal string
+		warns             bool
+	}{
+		{"", "majority", "true", false},
+		{"&journal=true", "majority", "true", false},
+		{"&w=majority", "majority", "unset", false},
+		{"&w=1", "1", "unset", true},
+	} {
+		t.Run(tt.query, func(t *testing.T) {
+			var log lockedBuffer // the store's background goroutine logs too
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := Open(ctx, "mongodb://127.0.0.1:1/vigilwc?serverSelectionTimeoutMS=50"+tt.query, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer s.Close()
+			wc := s.wc
+			if wc == nil || fmt.Sprint(wc.W) != tt.w || journalString(wc.Journal) != tt.journal {
+				t.Fatalf("write concern %+v; want w=%s, journal %s", wc, tt.w, tt.journal)
+			}
+			if warned := strings.Contains(log.String(), "not w=majority"); warned != tt.warns {
+				t.Fatalf("warning logged: %v (%s); want %v", warned, log.String(), tt.warns)
+			}
+		})
+	}
+}
