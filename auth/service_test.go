@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigilhq/vigil/auth"
+	"github.com/vigilhq/vigil/internal/testenv"
 	"github.com/vigilhq/vigil/store"
 	"github.com/vigilhq/vigil/store/embedded"
 )
@@ -25,24 +25,7 @@ type env struct {
 	svc   *auth.Service
 	db    *embedded.DB
 	clock *clock
-	log   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log   *testenv.Buffer
 }
 
 func newEnv(t testing.TB, opts auth.ServiceOptions) *env {
@@ -52,7 +35,7 @@ func newEnv(t testing.TB, opts auth.ServiceOptions) *env {
 		t.Fatalf("embedded.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{db: db, clock: newClock(), log: new(syncBuffer)}
+	e := &env{db: db, clock: newClock(), log: new(testenv.Buffer)}
 	opts.Now = e.clock.Now
 	opts.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.svc = auth.NewService(db, newTokens(t, e.clock), opts)

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -429,24 +428,6 @@ func (rc *rawClient) publish(topic string, payload []byte, qos byte) packets.Pac
 		return packets.Packet{}
 	}
 	return rc.mustRead(packets.Puback)
-}
-
-// syncBuffer is a log destination tests read while Vigil writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newHarnessLogs starts a harness whose warnings also go to logs, for tests that check what

@@ -435,7 +435,7 @@ func TestBrokerRestart(t *testing.T) {
 // and the server closes its connection; a subscriber that keeps up gets everything.
 func TestBrokerSlowSubscriber(t *testing.T) {
 	const inflight = 16 // the broker's limit of unacknowledged QoS 1 messages per client
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	h := newHarnessLogs(t, logs, func(c *config) { c.maxInflight = inflight })
 	nurse := h.user("nurse.h1", "nurse", "h1")
 

@@ -1,32 +1,15 @@
 package mongostore
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigilhq/vigil/internal/testenv"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestWriteConcernDefaults: what Vigil acknowledges is written with w=majority, journaled,
 // unless the URI says otherwise: journal=true alone still gets w=majority, and a w other than
@@ -42,7 +25,7 @@ func TestWriteConcernDefaults(t *testing.T) {
 		{"&w=1", "1", "unset", true},
 	} {
 		t.Run(tt.query, func(t *testing.T) {
-			var log lockedBuffer // the store's background goroutine logs too
+			var log testenv.Buffer // the store's background goroutine logs too
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			s, err := Open(ctx, "mongodb://127.0.0.1:1/vigilwc?serverSelectionTimeoutMS=50"+tt.query, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
