@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 
@@ -133,7 +134,7 @@ func Open(ctx context.Context, uri string, opts Options) (*Store, error) {
 		devices:    db.Collection("devices"),
 		patients:   db.Collection("patients"),
 		vitals:     db.Collection("vitals"),
-		alerts:     db.Collection("alerts"),
+		alerts:     db.Collection("alerts", alertsRead(co.WriteConcern)),
 		states:     db.Collection("patient_states"),
 		triage:     db.Collection("triage"),
 		beds:       db.Collection("beds"),
@@ -386,4 +387,16 @@ func journalString(j *bool) string {
 		return "unset"
 	}
 	return fmt.Sprint(*j)
+}
+
+// alertsRead is how alerts are read: at majority when writes wait for a majority, so what a
+// read sees is what a failover keeps, and a write whose answer was lost counts as stored only
+// once it is durable (ingest reads an alert back to tell). With fewer nodes acknowledging
+// writes, majority reads could miss acknowledged ones: local reads then.
+func alertsRead(wc *writeconcern.WriteConcern) *options.CollectionOptionsBuilder {
+	o := options.Collection()
+	if wc != nil && wc.W == "majority" {
+		o.SetReadConcern(readconcern.Majority())
+	}
+	return o
 }

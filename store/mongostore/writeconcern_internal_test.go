@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
 	"github.com/vigilhq/vigil/internal/testenv"
 )
 
@@ -41,5 +44,29 @@ func TestWriteConcernDefaults(t *testing.T) {
 				t.Fatalf("warning logged: %v (%s); want %v", warned, log.String(), tt.warns)
 			}
 		})
+	}
+}
+
+// TestAlertsReadAtMajority: with w=majority writes, alerts are read at majority (a read sees
+// what a failover keeps); with fewer nodes acknowledging writes, locally (a majority read could
+// miss an acknowledged write).
+func TestAlertsReadAtMajority(t *testing.T) {
+	level := func(wc *writeconcern.WriteConcern) string {
+		var o options.CollectionOptions
+		for _, f := range alertsRead(wc).Opts {
+			if err := f(&o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if o.ReadConcern == nil {
+			return "default"
+		}
+		return o.ReadConcern.Level
+	}
+	if got := level(&writeconcern.WriteConcern{W: "majority"}); got != "majority" {
+		t.Errorf("alerts read with w=majority writes: %s; want majority", got)
+	}
+	if got := level(&writeconcern.WriteConcern{W: 1}); got != "default" {
+		t.Errorf("alerts read with w=1 writes: %s; want the default", got)
 	}
 }
