@@ -81,7 +81,7 @@ func NewWard(st WardStore, pl *Pipeline, det Detacher) *Ward { return &Ward{st: 
 
 func (w *Ward) now() time.Time { return store.Millis(w.pl.opts.Now()) }
 
-// Admit stores a new patient and starts watching them.
+// Admit stores a new patient, occupies their bed (if they have one) and starts watching them.
 func (w *Ward) Admit(ctx context.Context, p store.Patient) (store.Patient, error) {
 	defer w.lockPatient(p.Hospital, p.ID)()
 	now := w.now()
