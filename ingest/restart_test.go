@@ -215,10 +215,7 @@ func TestSharedRecordChangedElsewhere(t *testing.T) {
 func TestSharedDischargedElsewhere(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true; o.ConditionDelay = time.Second })
 	a, b := e.node, e.start(e.opts)
-	ward := NewWard(e.db, a.p, nil)
-	if _, err := ward.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
+	ward := admitOn(t, e, a)
 	b.mustSubmit(pat, `{"hr":135}`)
 	b.tickAt(2 * time.Second)
 	raised := e.mustOpen(pat, KindHRHigh)
@@ -251,9 +248,7 @@ func TestSharedDischargedElsewhere(t *testing.T) {
 func TestSharedObserveAdmittedElsewhere(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true })
 	a, b := e.node, e.start(e.opts)
-	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
+	admitOn(t, e, a)
 	hr := 135.0
 	r, err := b.p.Observe(e.ctx(), hosp, pat, "nurse1", store.Vitals{Has: store.FieldHR, HR: hr}, e.now())
 	if err != nil {
@@ -304,9 +299,7 @@ func TestSharedConcurrentUpdates(t *testing.T) {
 func TestSharedDischargeThroughAnother(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true; o.ConditionDelay = time.Second })
 	a, b := e.node, e.start(e.opts)
-	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
+	admitOn(t, e, a)
 	a.mustSubmit(pat, `{"hr":135}`)
 	a.tickAt(2 * time.Second)
 	raised := e.mustOpen(pat, KindHRHigh)
@@ -334,9 +327,7 @@ func TestSharedDischargeThroughAnother(t *testing.T) {
 func TestSharedScoredDuringDischarge(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true })
 	a, b := e.node, e.start(e.opts)
-	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
+	admitOn(t, e, a)
 	if err := b.p.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil { // the discharge's first step
 		t.Fatalf("Discharge: %v", err)
 	}
@@ -368,9 +359,7 @@ func TestSharedForgetRetries(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Shared = true })
 	fs := startFailing(e)
 	a, b := e.node, e.start(e.opts)
-	if _, err := NewWard(e.db, a.p, nil).Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
-		t.Fatalf("Admit: %v", err)
-	}
+	admitOn(t, e, a)
 	if err := b.p.Discharge(e.ctx(), hosp, pat, "dr1"); err != nil {
 		t.Fatalf("Discharge: %v", err)
 	}
@@ -478,4 +467,15 @@ func TestLateSampleSavedSoon(t *testing.T) {
 	if got := v.Last[news2.SystolicBP]; got.Value != 150 {
 		t.Errorf("systolic BP after a crash and restart: %+v; want the late monitor's 150", got)
 	}
+}
+
+// admitOn admits the patient through node n's ward (as through one process's API) and returns
+// that ward.
+func admitOn(t *testing.T, e *env, n *node) *Ward {
+	t.Helper()
+	w := NewWard(e.db, n.p, nil)
+	if _, err := w.Admit(e.ctx(), store.Patient{Hospital: hosp, ID: pat, Name: "A"}); err != nil {
+		t.Fatalf("Admit: %v", err)
+	}
+	return w
 }
